@@ -1,0 +1,107 @@
+"""The ``scaling`` console command: one front door for data, training, accounting and analysis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from scaling.config import ConfigError
+
+
+def _load_config(spec: str | None, overrides: list[str]):
+    """A YAML file, or the name of a model preset (``scaling params gpt2-xl``)."""
+    from scaling import config, presets
+
+    if spec is not None and spec in presets.PRESETS:
+        return config.load(None, [f"model.preset={spec}", *overrides])
+    return config.load(spec, overrides)
+
+
+def _cmd_params(args) -> int:
+    from scaling import accounting, train
+
+    cfg = _load_config(args.config, args.overrides)
+    if cfg.model.vocab_size is None:
+        cfg, _ = train.resolve_vocab(cfg)
+    acct = accounting.count(cfg.model)
+    if args.json:
+        print(json.dumps(acct.as_dict(), indent=2))
+    else:
+        m = cfg.model
+        print(f"shape: {m.n_layer} layers, d_model {m.d_model}, {m.n_head} heads of {m.head_dim}, "
+              f"d_ff {m.ff_dim}, vocab {m.vocab_size}, seq {m.seq_len}")
+        print(f"parameters: {acct.n_params:,} total, {acct.n_params_embedding:,} embedding, "
+              f"{acct.n_params_non_embedding:,} non-embedding")
+        print(f"training FLOPs per token: {acct.flops_per_token:.4g} exact, {acct.flops_per_token_6n:.4g} as 6N "
+              f"(ratio {acct.flops_per_token / acct.flops_per_token_6n:.3f})")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from scaling import train
+
+    cfg = _load_config(args.config, args.overrides)
+    result = train.run(cfg)
+    print(f"run {result['run_id']} {result['status']}: final eval loss {result.get('final_eval_loss')}")
+    return 0
+
+
+def _cmd_quickstart(args) -> int:
+    from scaling import quickstart
+
+    return quickstart.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scaling.data import cli as data_cli
+
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("params", help="parameter and FLOP counts of a config or preset")
+    p.add_argument("config", help="a YAML config file or a model preset name")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("train", help="train (or resume) one run")
+    p.add_argument("config", help="a YAML config file or a model preset name")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. model.d_model=128")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("quickstart", help="prepare the embedded corpus and train a tiny model on CPU")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p.set_defaults(func=_cmd_quickstart)
+
+    data_cli.register(sub)
+    try:  # TEMPHACK until analysis/cli.py lands
+        from analysis import cli as analysis_cli
+        analysis_cli.register(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scaling.data.errors import DataError
+    from scaling.rundir import RunFailed
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for noisy in ("absl", "jax._src", "orbax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

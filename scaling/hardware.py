@@ -1,0 +1,40 @@
+"""Device peaks for MFU. Only chips whose dense bf16 peak is published are listed; others are "unknown"."""
+
+from __future__ import annotations
+
+import jax
+
+# Dense bf16 FLOP/s per chip, from vendor datasheets (GUIDE section 3).
+_PEAKS: tuple[tuple[str, float], ...] = (
+    ("H200", 989e12),
+    ("H100 80GB HBM3", 989e12),  # SXM; the PCIe part is slower and deliberately not listed
+    ("H100 SXM", 989e12),
+    ("A100", 312e12),
+    ("TPU v4", 275e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5e", 197e12),
+    ("TPU v5p", 459e12),
+    ("TPU v5", 459e12),
+    ("TPU v6 lite", 918e12),
+    ("TPU v6e", 918e12),
+)
+
+
+def peak_flops(device_kind: str) -> float | None:
+    """The chip's dense bf16 peak, or None when it is not in the table (never a guess)."""
+    for name, peak in _PEAKS:
+        if name.lower() in device_kind.lower():
+            return peak
+    return None
+
+
+def describe() -> dict:
+    devices = jax.devices()
+    kind = devices[0].device_kind
+    return {"backend": jax.default_backend(), "device_kind": kind, "n_devices": len(devices),
+            "peak_flops_per_device": peak_flops(kind)}
+
+
+def mfu(flops_per_s: float, device_kind: str, n_devices: int) -> float | None:
+    peak = peak_flops(device_kind)
+    return None if peak is None else flops_per_s / (peak * n_devices)

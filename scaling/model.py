@@ -1,0 +1,191 @@
+"""Decoder-only GPT as Flax linen modules, used functionally: ``params = init(cfg, key)``,
+``logits = apply(cfg, params, tokens)``.
+
+Shape suffixes: B batch, T sequence, D model width, N heads, H head dim, F MLP width, V vocabulary.
+Parameters are float32; activations and matmuls run in ``cfg.compute_dtype``; norms, softmax and
+logits are float32. Every parameter carries logical axis names (``vocab``, ``embed``, ``heads``,
+``head_dim``, ``mlp``) so a device mesh can shard it through rules without touching this file.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from scaling import parameterization
+from scaling.config import ModelConfig
+
+
+def _dtype(name: str) -> jnp.dtype:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def _logical(init, axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(init, axes)
+
+
+def attention_implementation(cfg: ModelConfig) -> str | None:
+    """cuDNN flash attention where it can run (GPU, half precision, head dim multiple of 8 up to 256), XLA elsewhere."""
+    if cfg.attention == "xla":
+        return None
+    usable = (jax.default_backend() == "gpu" and cfg.compute_dtype == "bfloat16"
+              and cfg.head_dim % 8 == 0 and cfg.head_dim <= 256)
+    if cfg.attention == "cudnn":
+        if not usable:
+            raise ValueError("model.attention=cudnn needs a GPU, compute_dtype=bfloat16 and a head dim "
+                             f"that is a multiple of 8 up to 256 (head dim {cfg.head_dim}, backend {jax.default_backend()})")
+        return "cudnn"
+    return "cudnn" if usable else None
+
+
+def rotary(x_BTNH: jax.Array, theta: float) -> jax.Array:
+    """Rotate channel pairs by position-dependent angles (Su et al. 2021), in float32."""
+    T, H = x_BTNH.shape[1], x_BTNH.shape[3]
+    freqs_h = theta ** (-jnp.arange(0, H, 2, dtype=jnp.float32) / H)
+    angles_TH = jnp.arange(T, dtype=jnp.float32)[:, None] * freqs_h[None, :]
+    cos, sin = jnp.cos(angles_TH)[None, :, None, :], jnp.sin(angles_TH)[None, :, None, :]
+    x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+    return rotated.astype(x_BTNH.dtype)
+
+
+class Norm(nn.Module):
+    """Pre-norm in float32 whatever the compute dtype, so small activations keep their precision."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        ones = _logical(nn.initializers.ones, ("embed",))
+        if cfg.norm == "layernorm":
+            norm = nn.LayerNorm(epsilon=cfg.norm_eps, use_bias=cfg.bias, dtype=jnp.float32,
+                                scale_init=ones, bias_init=_logical(nn.initializers.zeros, ("embed",)))
+        else:
+            norm = nn.RMSNorm(epsilon=cfg.norm_eps, dtype=jnp.float32, scale_init=ones)
+        return norm(x_BTD.astype(jnp.float32)).astype(_dtype(cfg.compute_dtype))
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        p = parameterization.make(cfg)
+        dtype = _dtype(cfg.compute_dtype)
+        N, H = cfg.n_head, cfg.head_dim
+        qkv_BT3NH = nn.DenseGeneral(
+            features=(3, N, H), use_bias=cfg.bias, dtype=dtype, name="qkv",
+            kernel_init=_logical(p.hidden_init(), ("embed", None, "heads", "head_dim")),
+            bias_init=_logical(nn.initializers.zeros, (None, "heads", "head_dim")),
+        )(x_BTD)
+        q_BTNH, k_BTNH, v_BTNH = (qkv_BT3NH[:, :, i] for i in range(3))
+        if cfg.position == "rope":
+            q_BTNH, k_BTNH = rotary(q_BTNH, cfg.rope_theta), rotary(k_BTNH, cfg.rope_theta)
+        out_BTNH = jax.nn.dot_product_attention(
+            q_BTNH, k_BTNH, v_BTNH, scale=p.attention_scale, is_causal=True,
+            implementation=attention_implementation(cfg),
+        )
+        return nn.DenseGeneral(
+            features=cfg.d_model, axis=(-2, -1), use_bias=cfg.bias, dtype=dtype, name="out",
+            kernel_init=_logical(p.residual_out_init(), ("heads", "head_dim", "embed")),
+            bias_init=_logical(nn.initializers.zeros, ("embed",)),
+        )(out_BTNH)
+
+
+class MLP(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        p = parameterization.make(cfg)
+        dtype = _dtype(cfg.compute_dtype)
+        F = cfg.ff_dim
+        if cfg.mlp == "swiglu":
+            gate_up_BT2F = nn.DenseGeneral(
+                features=(2, F), use_bias=cfg.bias, dtype=dtype, name="gate_up",
+                kernel_init=_logical(p.hidden_init(), ("embed", None, "mlp")),
+                bias_init=_logical(nn.initializers.zeros, (None, "mlp")),
+            )(x_BTD)
+            h_BTF = nn.silu(gate_up_BT2F[:, :, 0]) * gate_up_BT2F[:, :, 1]
+        else:
+            h_BTF = nn.gelu(nn.Dense(
+                F, use_bias=cfg.bias, dtype=dtype, name="up",
+                kernel_init=_logical(p.hidden_init(), ("embed", "mlp")),
+                bias_init=_logical(nn.initializers.zeros, ("mlp",)),
+            )(x_BTD), approximate=True)
+        return nn.Dense(
+            cfg.d_model, use_bias=cfg.bias, dtype=dtype, name="down",
+            kernel_init=_logical(p.residual_out_init(), ("mlp", "embed")),
+            bias_init=_logical(nn.initializers.zeros, ("embed",)),
+        )(h_BTF)
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BTD: jax.Array, deterministic: bool) -> jax.Array:
+        drop = nn.Dropout(self.cfg.dropout, deterministic=deterministic)
+        x_BTD = x_BTD + drop(Attention(self.cfg, name="attn")(Norm(self.cfg, name="norm_attn")(x_BTD)))
+        return x_BTD + drop(MLP(self.cfg, name="mlp")(Norm(self.cfg, name="norm_mlp")(x_BTD)))
+
+
+class GPT(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BT: jax.Array, deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        if cfg.vocab_size is None:
+            raise ValueError("model.vocab_size is unset: resolve it from the dataset before building the model")
+        p = parameterization.make(cfg)
+        dtype = _dtype(cfg.compute_dtype)
+        embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype, name="embed",
+                         embedding_init=_logical(p.embedding_init(), ("vocab", "embed")))
+        x_BTD = embed(tokens_BT)
+        if cfg.position == "learned":
+            pos_TD = self.param("pos_embed", _logical(p.embedding_init(), (None, "embed")), (cfg.seq_len, cfg.d_model))
+            x_BTD = x_BTD + pos_TD[: tokens_BT.shape[1]].astype(dtype)
+        x_BTD = nn.Dropout(cfg.dropout, deterministic=deterministic)(x_BTD)
+        block = nn.remat(Block, static_argnums=(2,)) if cfg.remat else Block
+        for i in range(cfg.n_layer):
+            x_BTD = block(cfg, name=f"block_{i}")(x_BTD, deterministic)
+        x_BTD = Norm(cfg, name="norm_final")(x_BTD)
+        if cfg.tie_embeddings:
+            logits_BTV = embed.attend(x_BTD)
+        else:
+            logits_BTV = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dtype, name="head",
+                                  kernel_init=_logical(p.head_init(), ("embed", "vocab")))(x_BTD)
+        return logits_BTV.astype(jnp.float32)
+
+
+def _dummy_tokens(cfg: ModelConfig) -> jax.Array:
+    return jnp.zeros((1, cfg.seq_len), jnp.int32)
+
+
+def init_boxed(cfg: ModelConfig, key: jax.Array):
+    """Parameters still wrapped in their logical-axis metadata (for sharding rules)."""
+    return GPT(cfg).init(key, _dummy_tokens(cfg))["params"]
+
+
+def init(cfg: ModelConfig, key: jax.Array):
+    """A plain pytree of float32 parameters."""
+    return nn.unbox(init_boxed(cfg, key))
+
+
+def logical_axes(cfg: ModelConfig):
+    """The logical axis names of every parameter, without allocating any."""
+    boxed = jax.eval_shape(functools.partial(init_boxed, cfg), jax.random.key(0))
+    return nn.get_partition_spec(boxed)
+
+
+def apply(cfg: ModelConfig, params, tokens_BT: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    """Float32 next-token logits [B, T, V]; dropout is active only when a key is given."""
+    rngs = {"dropout": dropout_key} if dropout_key is not None else {}
+    return GPT(cfg).apply({"params": params}, tokens_BT, deterministic=dropout_key is None, rngs=rngs)

@@ -1,0 +1,51 @@
+"""Every scale choice of the model in one place: initialisation, attention scale, learning-rate multipliers.
+
+Keeping them together is what lets a muP-style parameterization become one config switch later:
+it changes these numbers as functions of width, and nothing in the model code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+from flax import linen as nn
+
+from scaling.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameterization:
+    """Standard (GPT-2) parameterization: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2L)."""
+
+    init_std: float
+    n_layer: int
+    head_dim: int
+
+    def embedding_init(self) -> jax.nn.initializers.Initializer:
+        return nn.initializers.normal(self.init_std)
+
+    def hidden_init(self) -> jax.nn.initializers.Initializer:
+        """Matrices that read the residual stream (q, k, v, MLP input)."""
+        return nn.initializers.normal(self.init_std)
+
+    def residual_out_init(self) -> jax.nn.initializers.Initializer:
+        """Matrices that write into the residual stream: GPT-2 shrinks them so depth does not grow its variance."""
+        return nn.initializers.normal(self.init_std / math.sqrt(2 * self.n_layer))
+
+    def head_init(self) -> jax.nn.initializers.Initializer:
+        return nn.initializers.normal(self.init_std)
+
+    @property
+    def attention_scale(self) -> float:
+        return 1.0 / math.sqrt(self.head_dim)
+
+    def lr_multiplier(self, path: tuple[str, ...]) -> float:
+        """Per-parameter learning-rate factor; 1 everywhere under the standard parameterization."""
+        del path
+        return 1.0
+
+
+def make(cfg: ModelConfig) -> Parameterization:
+    return Parameterization(init_std=cfg.init_std, n_layer=cfg.n_layer, head_dim=cfg.head_dim)

@@ -1,0 +1,93 @@
+"""The run directory (GUIDE section 2): the one contract between training, sweeps and analysis.
+
+``run.json`` is rewritten atomically (temp file + rename), so a reader in another shell never sees
+half a file. ``metrics.jsonl`` is append-only; on resume the lines past the restored checkpoint's
+step are dropped first, so that no step appears twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+class RunFailed(RuntimeError):
+    """The run stopped for a reason that is recorded in run.json (non-finite loss, a signal)."""
+
+    def __init__(self, message: str, step: int | None = None, exit_code: int = 1):
+        super().__init__(message)
+        self.step = step
+        self.exit_code = exit_code
+
+
+STATUSES = ("pending", "running", "done", "failed", "interrupted")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.run_json_path = self.path / "run.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.tb_path = self.path / "tb"
+        self.checkpoint_path = self.path / "checkpoints"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def read_run(self) -> dict:
+        if not self.run_json_path.exists():
+            return {}
+        return json.loads(self.run_json_path.read_text())
+
+    def update_run(self, **fields: Any) -> dict:
+        """Merge fields into run.json; status must be one the contract knows."""
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown run status {fields['status']!r}")
+        run = self.read_run()
+        run.update({k: _finite_or_none(v) for k, v in fields.items()})
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_json_path, run)
+        return run
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a line cut short by a kill: everything after it is untrustworthy
+        return rows
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Keep only rows up to ``last_step`` (the checkpoint a resume starts from)."""
+        kept = [row for row in self.read_metrics() if row["step"] <= last_step]
+        tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        os.replace(tmp, self.metrics_path)
+
+    def append_metrics(self, row: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({k: _finite_or_none(v) for k, v in row.items()}) + "\n")

@@ -1,0 +1,73 @@
+"""The jitted train and eval steps: pure functions of (state, batch).
+
+Gradient accumulation is token-weighted: each microbatch contributes the *sum* of its per-token
+losses and gradients, and the total is divided once by the number of target tokens, so the update
+equals the one a single big batch would give however the batch is split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from scaling import model
+from scaling.config import ModelConfig
+
+TrainState = dict[str, Any]  # {"params", "opt_state", "step"}: a plain pytree orbax saves as is
+
+
+def init_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    params = model.init(model_cfg, key)
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+
+def nll_sum(model_cfg: ModelConfig, params, tokens_BT1: jax.Array, dropout_key=None) -> tuple[jax.Array, jax.Array]:
+    """Summed next-token negative log-likelihood (float32) and the number of predicted tokens."""
+    logits_BTV = model.apply(model_cfg, params, tokens_BT1[:, :-1], dropout_key)
+    targets_BT = tokens_BT1[:, 1:]
+    logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    return jnp.sum(logz_BT - target_logit_BT), jnp.asarray(targets_BT.size, jnp.float32)
+
+
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr_schedule: optax.Schedule, seed: int):
+    """train_step(state, tokens_ABT1) -> (state, metrics); A = microbatches per optimizer step."""
+    use_dropout = model_cfg.dropout > 0
+    grad_fn = jax.value_and_grad(lambda p, t, k: nll_sum(model_cfg, p, t, k), has_aux=True)
+
+    def train_step(state: TrainState, tokens_ABT1: jax.Array):
+        params = state["params"]
+        step_key = jax.random.fold_in(jax.random.key(seed), state["step"])
+
+        def micro(carry, xs):
+            loss_acc, count_acc, grads_acc = carry
+            index, tokens_BT1 = xs
+            key = jax.random.fold_in(step_key, index) if use_dropout else None
+            (loss, count), grads = grad_fn(params, tokens_BT1, key)
+            return (loss_acc + loss, count_acc + count, jax.tree.map(jnp.add, grads_acc, grads)), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        n_micro = tokens_ABT1.shape[0]
+        if n_micro == 1:
+            (loss_sum, count, grads_sum), _ = micro((0.0, 0.0, zeros), (0, tokens_ABT1[0]))
+        else:
+            (loss_sum, count, grads_sum), _ = jax.lax.scan(micro, (0.0, 0.0, zeros), (jnp.arange(n_micro), tokens_ABT1))
+        grads = jax.tree.map(lambda g: g / count, grads_sum)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
+        metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr_schedule(state["step"])}
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_eval_step(model_cfg: ModelConfig):
+    """eval_step(params, tokens_BT1) -> (summed loss, token count); compiled once per run."""
+    return jax.jit(lambda params, tokens_BT1: nll_sum(model_cfg, params, tokens_BT1))

@@ -1,0 +1,43 @@
+"""Shared fixtures: a small real-text dataset, and helpers to run the `scaling` CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scaling.data import prepare, stdlib_files
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """About 400 kB of real Python source, byte-tokenized: enough for tiny models to learn from."""
+    corpus = tmp_path_factory.mktemp("corpus")
+    for i, path in enumerate(sorted(stdlib_files())[:80]):
+        (corpus / f"{i:03d}.py").write_bytes(path.read_bytes())
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    prepare(str(corpus), "byte", out)
+    return out
+
+
+def tiny_run_args(data: Path, runs_dir: Path, *extra: str) -> list[str]:
+    """Overrides for a 2-layer, d=32 model that trains in seconds on a CPU."""
+    return [
+        f"data.path={data}", f"runs_dir={runs_dir}", "model.n_layer=2", "model.d_model=32", "model.n_head=2",
+        "model.seq_len=32", "train.batch_size=8", "train.progress=false", "data.eval_batches=2", *extra,
+    ]
+
+
+def scaling_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scaling.cli", *args]
+
+
+def run_scaling(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(scaling_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"scaling {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc

@@ -1,0 +1,79 @@
+import pytest
+
+from scaling import config
+from scaling.config import ConfigError
+
+
+def test_unknown_key_names_it_and_the_valid_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  d_modle: 128\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert "model.d_modle" in message and "d_model" in message and "n_layer" in message
+    assert "did you mean 'd_model'" in message
+
+
+def test_unknown_top_level_section_and_override():
+    with pytest.raises(ConfigError, match="'optimizer'.*valid keys: seed"):
+        config.load(None, ["optimizer.lr=1"])
+    with pytest.raises(ConfigError, match="train.stepz"):
+        config.load(None, ["train.stepz=3"])
+
+
+def test_mistyped_values_are_errors_naming_the_key():
+    with pytest.raises(ConfigError, match="model.n_layer: expected an integer"):
+        config.load(None, ["model.n_layer=two"])
+    with pytest.raises(ConfigError, match="model.n_layer: expected an integer"):
+        config.load(None, ["model.n_layer=2.5"])
+    with pytest.raises(ConfigError, match="optim.schedule: 'linear' is not one of"):
+        config.load(None, ["optim.schedule=linear"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        config.load(None, ["model.n_layer"])
+
+
+def test_overrides_are_typed_and_beat_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  d_model: 32\n  n_head: 2\noptim:\n  lr: 1e-3\n")
+    cfg = config.load(path, ["model.d_model=96", "train.tokens=1e6", "model.tie_embeddings=false"])
+    assert cfg.model.d_model == 96 and cfg.model.n_head == 2
+    assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads 1e-3 as a string
+    assert cfg.train.tokens == 1e6 and cfg.model.tie_embeddings is False
+
+
+def test_preset_expands_under_explicit_keys():
+    cfg = config.load(None, ["model.preset=gpt2-medium", "model.n_layer=3"])
+    assert (cfg.model.n_layer, cfg.model.d_model, cfg.model.n_head, cfg.model.vocab_size) == (3, 1024, 16, 50257)
+    with pytest.raises(ConfigError, match="unknown model preset 'gpt5'.*gpt2-small"):
+        config.load(None, ["model.preset=gpt5"])
+
+
+def test_cross_field_validation():
+    with pytest.raises(ConfigError, match="only one of"):
+        config.load(None, ["train.tokens=100", "train.steps=3"])
+    with pytest.raises(ConfigError, match="not divisible by model.n_head"):
+        config.load(None, ["model.d_model=65"])
+    with pytest.raises(ConfigError, match="grad_accum"):
+        config.load(None, ["train.batch_size=6", "train.grad_accum=4"])
+    with pytest.raises(ConfigError, match="plain directory name"):
+        config.load(None, ["name=../escape"])
+
+
+def test_run_id_is_a_hash_of_what_the_run_computes():
+    base = config.load(None, ["train.steps=10"])
+    assert config.run_id(base) == config.run_id(config.load(None, ["train.steps=10", "runs_dir=/elsewhere"]))
+    assert config.run_id(base) != config.run_id(config.load(None, ["train.steps=11"]))
+    assert config.run_id(base) != config.run_id(config.load(None, ["train.steps=10", "seed=1"]))
+
+
+def test_dumped_config_loads_back_identically(tmp_path):
+    cfg = config.load(None, ["model.preset=tiny-d128", "optim.schedule=wsd", "train.flops=1e12"])
+    path = tmp_path / "config.yaml"
+    path.write_text(config.dump_yaml(cfg))
+    assert config.load(path) == cfg
+
+
+def test_every_documented_key_is_valid():
+    keys = config.valid_keys()
+    assert "model.d_model" in keys and "optim.cooldown_shape" in keys and "train.flops" in keys
+    assert len(keys) == len(set(keys))

@@ -1,0 +1,95 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling import config, model, optim, step
+
+VARIANTS = {
+    "gpt2": [],
+    "llama-like": ["model.position=rope", "model.norm=rmsnorm", "model.mlp=swiglu", "model.bias=false",
+                   "model.tie_embeddings=false"],
+    "no-position": ["model.position=none"],
+}
+
+
+def _cfg(*overrides):
+    return config.load(None, ["model.vocab_size=97", "model.d_model=32", "model.n_head=4", "model.seq_len=16",
+                              *overrides]).model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causality(variant):
+    cfg = _cfg(*VARIANTS[variant])
+    params = model.init(cfg, jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 97)
+    t = 7
+    changed = tokens.at[:, t + 1].set((tokens[:, t + 1] + 1) % 97)
+    before, after = model.apply(cfg, params, tokens), model.apply(cfg, params, changed)
+    np.testing.assert_array_equal(np.asarray(before[:, : t + 1]), np.asarray(after[:, : t + 1]))
+    assert not np.allclose(before[:, t + 1], after[:, t + 1])
+
+
+def test_logits_shape_and_float32_params_under_bf16_compute():
+    cfg = _cfg("model.compute_dtype=bfloat16")
+    params = model.init(cfg, jax.random.key(0))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    logits = model.apply(cfg, params, jnp.zeros((3, 16), jnp.int32))
+    assert logits.shape == (3, 16, 97) and logits.dtype == jnp.float32
+    full = model.apply(_cfg(), params, jnp.zeros((3, 16), jnp.int32))
+    assert np.allclose(logits, full, atol=0.05) and not np.array_equal(logits, full)
+
+
+def test_dropout_only_with_a_key():
+    cfg = _cfg("model.dropout=0.5")
+    params = model.init(cfg, jax.random.key(0))
+    tokens = jnp.arange(32).reshape(2, 16)
+    plain = model.apply(cfg, params, tokens)
+    np.testing.assert_array_equal(plain, model.apply(cfg, params, tokens))
+    noisy = model.apply(cfg, params, tokens, dropout_key=jax.random.key(3))
+    assert not np.allclose(plain, noisy)
+
+
+def test_tied_output_reuses_the_embedding():
+    cfg = _cfg()
+    params = model.init(cfg, jax.random.key(0))
+    x = jnp.zeros((1, 16), jnp.int32)
+    assert "head" not in params
+    zeroed = jax.tree.map(lambda p: p, params)
+    zeroed["embed"]["embedding"] = jnp.zeros_like(params["embed"]["embedding"])
+    np.testing.assert_allclose(model.apply(cfg, zeroed, x), 0.0)  # logits = h @ E^T vanish with E
+
+
+def test_residual_projections_are_scaled_down_with_depth():
+    cfg = _cfg("model.n_layer=8", "model.d_model=256", "model.n_head=4")
+    params = model.init(cfg, jax.random.key(0))
+    up = float(np.std(params["block_0"]["mlp"]["up"]["kernel"]))
+    down = float(np.std(params["block_0"]["mlp"]["down"]["kernel"]))
+    assert abs(up - 0.02) < 0.002 and abs(down - 0.02 / 4) < 0.001  # 1/sqrt(2 * 8) = 1/4
+
+
+def test_logical_axes_name_every_parameter():
+    cfg = _cfg(*VARIANTS["llama-like"])
+    axes = model.logical_axes(cfg)
+    params = jax.eval_shape(lambda: model.init(cfg, jax.random.key(0)))
+    for spec, leaf in zip(jax.tree.leaves(axes, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)),
+                          jax.tree.leaves(params)):
+        assert len(spec) == leaf.ndim
+    assert axes["embed"]["embedding"] == jax.sharding.PartitionSpec("vocab", "embed")
+
+
+def test_overfits_a_fixed_batch():
+    cfg = config.load(None, ["model.vocab_size=64", "model.d_model=64", "model.n_head=4", "model.seq_len=32",
+                             "optim.schedule=constant", "optim.lr=3e-3", "optim.weight_decay=0"])
+    schedule = optim.schedule(cfg.optim, 400)
+    params = model.init(cfg.model, jax.random.key(0))
+    tx = optim.make(cfg.optim, cfg.model, params, schedule)
+    state = step.init_state(cfg.model, tx, jax.random.key(0))
+    train_step = step.make_train_step(cfg.model, tx, schedule, seed=0)
+    batch = jax.random.randint(jax.random.key(1), (1, 4, 33), 0, 64)
+    first = None
+    for _ in range(300):
+        state, metrics = train_step(state, batch)
+        first = first if first is not None else float(metrics["train_loss"])
+    assert first > 3.5  # about log(64) at initialisation
+    assert float(metrics["train_loss"]) < 0.05
