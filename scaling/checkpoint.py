@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -21,32 +21,55 @@ log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    def __init__(self, directory: Path, keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+    """Keeps the newest ``keep`` checkpoints plus every step in ``keep_steps`` (branch points)."""
+
+    def __init__(self, directory: Path, keep: int = 1, keep_steps: Iterable[int] = (), read_only: bool = False):
+        options = ocp.CheckpointManagerOptions(create=not read_only, read_only=read_only,
+                                               enable_async_checkpointing=True)
         self.directory = Path(directory).absolute()
         self.quarantine = self.directory.parent / "corrupt_checkpoints"
+        self.keep = keep
+        self.keep_steps = set(keep_steps)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state: Any) -> None:
         """Start an asynchronous save; device-to-host copying finishes before this returns."""
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._collect_garbage(newest=step)
+
+    def _collect_garbage(self, newest: int) -> None:
+        """Delete finished periodic checkpoints beyond the newest ``keep`` (the one being written counts)."""
+        finished = [s for s in self.manager.all_steps() if s != newest and s not in self.keep_steps]
+        for old in sorted(finished, reverse=True)[max(self.keep - 1, 0):]:
+            self.manager.delete(old)
+
+    def steps(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def restore(self, step: int, abstract_state: Any) -> Any:
+        """One specific step, which must be intact (used to branch a run from another's checkpoint)."""
+        state = self._try_restore(step, abstract_state)
+        if isinstance(state, str):
+            raise ValueError(f"checkpoint {self.directory / str(step)} cannot be restored: {state}")
+        return state
 
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
         """The newest checkpoint that loads and holds only finite numbers, or None."""
         self.manager.reload()
         for step in sorted(self.manager.all_steps(), reverse=True):
-            problem = self._restore_problem(step, abstract_state)
-            if isinstance(problem, str):
+            state = self._try_restore(step, abstract_state)
+            if isinstance(state, str):
                 log.warning("checkpoint at step %d could not be restored (%s); moved to %s, trying the one before it",
-                            step, problem, self.quarantine)
+                            step, state, self.quarantine)
                 self.quarantine.mkdir(exist_ok=True)
                 shutil.move(str(self.directory / str(step)), str(self.quarantine / str(step)))
                 self.manager.reload()
                 continue
-            return step, problem
+            return step, state
         return None
 
-    def _restore_problem(self, step: int, abstract_state: Any) -> Any:
+    def _try_restore(self, step: int, abstract_state: Any) -> Any:
         """The restored state, or a string saying why it is unusable."""
         try:
             state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))

@@ -106,7 +106,10 @@ class TrainConfig:
     eval_log_points: int = 8  # extra evaluations at log-spaced steps
     log_every: int = 10
     checkpoint_every: int = 200
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3  # the newest k periodic checkpoints are kept
+    keep_steps: list[int] = dataclasses.field(default_factory=list)  # also saved here, and never deleted
+    init_from: str | None = None  # a run directory whose checkpoint this run starts from (e.g. a WSD branch)
+    init_step: int | None = None  # that run's checkpoint step; None: its newest
     progress: bool = True
 
 
@@ -154,6 +157,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -303,6 +311,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("optim.cooldown_fraction must be in [0, 1] and optim.warmup_fraction in [0, 1)")
     if o.warmup_steps < 0 or o.grad_clip < 0 or o.weight_decay < 0:
         raise ConfigError("optim.warmup_steps, optim.grad_clip and optim.weight_decay must be non-negative")
+    if any(k <= 0 for k in t.keep_steps):
+        raise ConfigError("train.keep_steps must hold positive step numbers")
+    if t.init_step is not None and t.init_from is None:
+        raise ConfigError("train.init_step needs train.init_from (the run directory to start from)")
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
         raise ConfigError(f"name {cfg.name!r} must be a plain directory name")
     if "/" in cfg.sweep or cfg.sweep in ("", ".", ".."):

@@ -170,6 +170,33 @@ def execute(plan: Plan) -> dict:
         raise
 
 
+def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
+    """Start from another run's checkpoint (a WSD cooldown branched from its stable run).
+
+    The source run's metrics up to the branch step are copied, so this run's curve is complete
+    and identical to the source's before the branch.
+    """
+    cfg, rd = plan.cfg, plan.run_dir
+    source = RunDir(cfg.train.init_from)
+    source_ckpt = Checkpointer(source.checkpoint_path, read_only=True)
+    available = source_ckpt.steps() if source.checkpoint_path.is_dir() else []
+    branch_step = cfg.train.init_step if cfg.train.init_step is not None else (available[-1] if available else None)
+    if branch_step not in available:
+        raise ConfigError(f"train.init_from: {source.path} has no checkpoint at step {branch_step} "
+                          f"(it has {available or 'none'})")
+    if branch_step >= plan.total_steps:
+        raise ConfigError(f"train.init_step={branch_step} is not before this run's last step ({plan.total_steps})")
+    state = source_ckpt.restore(branch_step, abstract_state)
+    source_ckpt.close()
+    rd.truncate_metrics(0)
+    for row in source.read_metrics():
+        if row["step"] <= branch_step:
+            rd.append_metrics(row)
+    rd.update_run(initialized_from={"run": str(source.path), "step": branch_step})
+    log.info("starting %s from %s at step %d", rd.path, source.path, branch_step)
+    return branch_step, state
+
+
 def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
     cfg, rd, acct = plan.cfg, plan.run_dir, plan.accounting
     lr_schedule = optim.schedule(cfg.optim, plan.total_steps)
@@ -178,9 +205,11 @@ def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
     init_key = jax.random.key(cfg.seed)
     abstract_state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, init_key))
 
-    ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints)
+    ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints, cfg.train.keep_steps)
     restored = ckpt.restore_latest(abstract_state)
-    if restored is None:
+    if restored is None and cfg.train.init_from:
+        start, state = _branch(plan, abstract_state)
+    elif restored is None:
         start, state = 0, step.init_state(cfg.model, tx, init_key)
         rd.truncate_metrics(0)
     else:
@@ -195,6 +224,7 @@ def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
     val = [jnp.asarray(b) for b in plan.dataset.val_batches(cfg.train.batch_size, cfg.model.seq_len,
                                                               cfg.data.eval_batches)]
     A = cfg.train.grad_accum
+    keep_steps = set(cfg.train.keep_steps)
 
     def batch(s: int) -> jax.Array:
         tokens = plan.dataset.train_batch(cfg.seed, s, cfg.train.batch_size, cfg.model.seq_len)
@@ -216,7 +246,8 @@ def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
                 metrics_log.record(*pending)
             pending = (s + 1, metrics)
             done = s + 1
-            at_eval, at_ckpt = done in evals, done % cfg.train.checkpoint_every == 0 or done == plan.total_steps
+            at_eval = done in evals
+            at_ckpt = done % cfg.train.checkpoint_every == 0 or done == plan.total_steps or done in keep_steps
             if at_eval or at_ckpt or stop.signum is not None:
                 eval_started = time.perf_counter()
                 if at_eval:

@@ -146,3 +146,24 @@ def test_config_errors_are_one_line_and_name_the_key(tiny_data, tmp_path):
     assert "train.stpes" in proc.stderr and "steps" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_scaling("train", "tiny-d64", *tiny_run_args(tiny_data, tmp_path), check=False)
     assert proc.returncode == 2 and "set a budget" in proc.stderr
+
+
+def test_wsd_cooldown_branched_from_a_stable_run_equals_training_it_from_scratch(tiny_data, tmp_path):
+    common = ["optim.schedule=wsd", "optim.warmup_steps=10", "train.log_every=1", "train.eval_every=1000",
+              "train.checkpoint_every=50"]
+    stable_args = tiny_run_args(tiny_data, tmp_path / "stable", *common, "train.steps=100",
+                                "optim.cooldown_fraction=0", "train.keep_checkpoints=1", "train.keep_steps=[60]")
+    run_scaling("train", "tiny-d64", *stable_args)
+    stable = _run_dir(tmp_path / "stable")
+    assert _checkpoint_steps(stable) == [60, 100]  # the branch point survives garbage collection
+    cooldown = ["train.steps=80", "optim.cooldown_fraction=0.25"]  # decays over steps 61..80
+    run_scaling("train", "tiny-d64", *tiny_run_args(tiny_data, tmp_path / "branch", *common, *cooldown,
+                                                    f"train.init_from={stable}", "train.init_step=60"))
+    run_scaling("train", "tiny-d64", *tiny_run_args(tiny_data, tmp_path / "scratch", *common, *cooldown))
+    branch, scratch = _run_dir(tmp_path / "branch"), _run_dir(tmp_path / "scratch")
+    assert json.loads((branch / "run.json").read_text())["initialized_from"]["step"] == 60
+    branch_rows, scratch_rows, stable_rows = _metrics(branch), _metrics(scratch), _metrics(stable)
+    assert [r["step"] for r in branch_rows] == list(range(1, 81))
+    assert [r["train_loss"] for r in branch_rows[:60]] == [r["train_loss"] for r in stable_rows[:60]]
+    assert [r["train_loss"] for r in branch_rows] == [r["train_loss"] for r in scratch_rows]
+    assert branch_rows[70]["lr"] < stable_rows[70]["lr"]
