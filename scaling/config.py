@@ -114,6 +114,29 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class MeshConfig:
+    """Device mesh: ``data`` splits the batch, ``fsdp`` also shards parameters and optimizer state.
+
+    -1 means "all remaining devices". The mesh does not change what a run computes (up to float
+    reduction order), so it is not part of the run id: a run can resume on a different mesh.
+    """
+
+    data: int = -1
+    fsdp: int = 1
+
+
+@dataclasses.dataclass
+class DistributedConfig:
+    """Multi-process runs through ``jax.distributed``. Unset fields come from the environment
+    (SLURM, or SCALING_COORDINATOR / SCALING_NUM_PROCESSES / SCALING_PROCESS_ID)."""
+
+    coordinator: str | None = None  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    cpu_collectives: Literal["gloo", "mpi"] = "gloo"
+
+
+@dataclasses.dataclass
 class RunConfig:
     """Everything that determines a run; its hash is the run id."""
 
@@ -125,10 +148,12 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 
 # Keys that say where a run lives or how it is displayed, not what it computes.
-_NOT_HASHED = {("runs_dir",), ("name",), ("train", "progress")}
+_NOT_HASHED = {("runs_dir",), ("name",), ("train", "progress"), ("mesh",), ("distributed",)}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -315,6 +340,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("train.keep_steps must hold positive step numbers")
     if t.init_step is not None and t.init_from is None:
         raise ConfigError("train.init_step needs train.init_from (the run directory to start from)")
+    if not (cfg.mesh.data == -1 or cfg.mesh.data >= 1) or not (cfg.mesh.fsdp == -1 or cfg.mesh.fsdp >= 1):
+        raise ConfigError("mesh.data and mesh.fsdp must be positive or -1 (all remaining devices)")
+    if cfg.mesh.data == -1 and cfg.mesh.fsdp == -1:
+        raise ConfigError("only one of mesh.data and mesh.fsdp can be -1")
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
         raise ConfigError(f"name {cfg.name!r} must be a plain directory name")
     if "/" in cfg.sweep or cfg.sweep in ("", ".", ".."):

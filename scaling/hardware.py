@@ -32,7 +32,7 @@ def describe() -> dict:
     devices = jax.devices()
     kind = devices[0].device_kind
     return {"backend": jax.default_backend(), "device_kind": kind, "n_devices": len(devices),
-            "peak_flops_per_device": peak_flops(kind)}
+            "n_processes": jax.process_count(), "peak_flops_per_device": peak_flops(kind)}
 
 
 def mfu(flops_per_s: float, device_kind: str, n_devices: int) -> float | None:

@@ -32,9 +32,9 @@ class MetricsLog:
         self.t_start = time.perf_counter()
         self.clock: tuple[int, float] | None = None  # (step, time) the current throughput window opened
         self.rates: list[float] = []
-        self.tb = Writer(str(rd.tb_path))
+        self.tb = Writer(str(rd.tb_path)) if rd.writes else None
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                        disable=None if progress else True, file=sys.stderr)
+                        disable=None if progress and rd.writes else True, file=sys.stderr)
 
     def record(self, step: int, metrics: dict, eval_loss: float | None = None, paused_s: float = 0.0) -> None:
         """Read one step's metrics (blocking on that step only); write a row on log and eval steps.
@@ -63,10 +63,14 @@ class MetricsLog:
             mfu = hardware.mfu(tokens_per_s * self.flops_per_token, self.device["device_kind"], self.device["n_devices"])
         tokens = step * self.tokens_per_step
         row = {"step": step, "tokens": tokens, "flops": tokens * self.flops_per_token, **values,
-               "tokens_per_s": tokens_per_s, "mfu": mfu, "wall_s": self.wall_offset + now - self.t_start}
+               "tokens_per_s": tokens_per_s,
+               "tokens_per_s_per_device": tokens_per_s / self.device["n_devices"] if tokens_per_s else None,
+               "mfu": mfu, "wall_s": self.wall_offset + now - self.t_start}
         if eval_loss is not None:
             row["eval_loss"] = eval_loss
         self.rd.append_metrics(row)
+        if self.tb is None:
+            return
         for key in ("train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
             if row.get(key) is not None:
                 self.tb.add_scalar(key, row[key], step=step)
@@ -86,5 +90,6 @@ class MetricsLog:
 
     def close(self) -> None:
         self.bar.close()
-        self.tb.flush()
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()

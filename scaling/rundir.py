@@ -50,6 +50,7 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.tb_path = self.path / "tb"
         self.checkpoint_path = self.path / "checkpoints"
+        self.writes = True  # False on every process but the first of a multi-process run
 
     def exists(self) -> bool:
         return self.config_path.exists()
@@ -65,8 +66,9 @@ class RunDir:
             raise ValueError(f"unknown run status {fields['status']!r}")
         run = self.read_run()
         run.update({k: _finite_or_none(v) for k, v in fields.items()})
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_json_path, run)
+        if self.writes:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_json_path, run)
         return run
 
     def read_metrics(self) -> list[dict]:
@@ -83,11 +85,15 @@ class RunDir:
 
     def truncate_metrics(self, last_step: int) -> None:
         """Keep only rows up to ``last_step`` (the checkpoint a resume starts from)."""
+        if not self.writes:
+            return
         kept = [row for row in self.read_metrics() if row["step"] <= last_step]
         tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
         os.replace(tmp, self.metrics_path)
 
     def append_metrics(self, row: dict) -> None:
+        if not self.writes:
+            return
         with self.metrics_path.open("a") as f:
             f.write(json.dumps({k: _finite_or_none(v) for k, v in row.items()}) + "\n")

@@ -37,8 +37,12 @@ def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr_schedule: optax.Schedule, seed: int):
-    """train_step(state, tokens_ABT1) -> (state, metrics); A = microbatches per optimizer step."""
+def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
+                    seed: int, state_sharding=None, tokens_sharding=None):
+    """train_step(state, tokens_ABT1) -> (state, metrics); A = microbatches per optimizer step.
+
+    With shardings given, the state keeps its layout across steps and metrics come back replicated.
+    """
     use_dropout = model_cfg.dropout > 0
     grad_fn = jax.value_and_grad(lambda p, t, k: nll_sum(model_cfg, p, t, k), has_aux=True)
 
@@ -65,7 +69,11 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
         metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr_schedule(state["step"])}
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    if state_sharding is None:
+        return jax.jit(train_step, donate_argnums=(0,))
+    replicated = jax.sharding.NamedSharding(tokens_sharding.mesh, jax.sharding.PartitionSpec())
+    return jax.jit(train_step, donate_argnums=(0,), in_shardings=(state_sharding, tokens_sharding),
+                   out_shardings=(state_sharding, replicated))
 
 
 def make_eval_step(model_cfg: ModelConfig):

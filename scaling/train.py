@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import accounting, config, hardware, optim, step
+from scaling import accounting, config, distributed, hardware, optim, sharding, step
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
 from scaling.data import TokenDataset, ensure_prepared
@@ -123,17 +123,20 @@ def _prepare_run_dir(plan: Plan) -> None:
         if config.run_id(stored) != config.run_id(cfg):
             raise ConfigError(f"{rd.path} already holds a run with a different config; "
                               "pick another name= or runs_dir=, or remove the directory")
-    rd.path.mkdir(parents=True, exist_ok=True)
-    rd.config_path.write_text(config.dump_yaml(cfg))
+    if rd.writes:
+        rd.path.mkdir(parents=True, exist_ok=True)
+        rd.config_path.write_text(config.dump_yaml(cfg))
 
 
 def run(cfg: RunConfig) -> dict:
     """Train (or resume, or notice it is already done) and return the final run.json contents."""
+    distributed.initialize(cfg.distributed)
     return execute(resolve(cfg))
 
 
 def execute(plan: Plan) -> dict:
     cfg, rd = plan.cfg, plan.run_dir
+    rd.writes = distributed.is_main()
     _prepare_run_dir(plan)
     previous = rd.read_run()
     if previous.get("status") == "done":
@@ -199,39 +202,55 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
 
 def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
     cfg, rd, acct = plan.cfg, plan.run_dir, plan.accounting
+    mesh = sharding.make_mesh(cfg.mesh)
     lr_schedule = optim.schedule(cfg.optim, plan.total_steps)
     abstract_params = jax.eval_shape(lambda: step.model.init(cfg.model, jax.random.key(0)))
     tx = optim.make(cfg.optim, cfg.model, abstract_params, lr_schedule)
     init_key = jax.random.key(cfg.seed)
     abstract_state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, init_key))
+    state_sharding = sharding.state_shardings(
+        abstract_state, sharding.param_shardings(cfg.model, abstract_params, mesh), mesh)
+    abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                  abstract_state, state_sharding)
 
     ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints, cfg.train.keep_steps)
     restored = ckpt.restore_latest(abstract_state)
     if restored is None and cfg.train.init_from:
         start, state = _branch(plan, abstract_state)
     elif restored is None:
-        start, state = 0, step.init_state(cfg.model, tx, init_key)
+        start = 0
+        state = jax.jit(lambda: step.init_state(cfg.model, tx, init_key), out_shardings=state_sharding)()
         rd.truncate_metrics(0)
     else:
         start, state = restored
         rd.truncate_metrics(start)
         log.info("resuming %s from step %d", rd.path, start)
-    rd.update_run(resumed_from=start if start else None)
+    rd.update_run(resumed_from=start if start else None, mesh=dict(mesh.shape))
 
-    train_step = step.make_train_step(cfg.model, tx, lr_schedule, cfg.seed)
+    tokens_sharding = sharding.batch_sharding(mesh)
+    train_step = step.make_train_step(cfg.model, tx, lr_schedule, cfg.seed, state_sharding, tokens_sharding)
     eval_step = step.make_eval_step(cfg.model)
     evals = eval_steps(plan.total_steps, cfg.train.eval_every, cfg.train.eval_log_points)
-    val = [jnp.asarray(b) for b in plan.dataset.val_batches(cfg.train.batch_size, cfg.model.seq_len,
-                                                              cfg.data.eval_batches)]
-    A = cfg.train.grad_accum
+    B, T, A = cfg.train.batch_size, cfg.model.seq_len, cfg.train.grad_accum
+    if B // A % mesh.size:
+        raise ConfigError(f"each microbatch ({B // A} sequences) must split evenly over the {mesh.size} devices")
+    val = [jax.make_array_from_callback((1, *b.shape), tokens_sharding, lambda index, b=b: b[None][index])
+           for b in plan.dataset.val_batches(B, T, cfg.data.eval_batches)]
     keep_steps = set(cfg.train.keep_steps)
 
     def batch(s: int) -> jax.Array:
-        tokens = plan.dataset.train_batch(cfg.seed, s, cfg.train.batch_size, cfg.model.seq_len)
-        return jnp.asarray(tokens.reshape(A, -1, tokens.shape[-1]))
+        """Step s's [A, B/A, T+1] tokens; each process reads only the rows its devices hold."""
+
+        def rows(index):
+            per_micro = np.arange(B // A)[index[1]]
+            flat = (np.arange(A)[index[0], None] * (B // A) + per_micro[None, :]).reshape(-1)
+            tokens = plan.dataset.train_batch(cfg.seed, s, B, T, rows=flat)
+            return tokens.reshape(-1, len(per_micro), T + 1)[:, :, index[2]]
+
+        return jax.make_array_from_callback((A, B // A, T + 1), tokens_sharding, rows)
 
     def evaluate(params) -> float:
-        sums = [eval_step(params, b) for b in val]
+        sums = [eval_step(params, b[0]) for b in val]
         return float(sum(s for s, _ in sums) / sum(c for _, c in sums))
 
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,
