@@ -60,7 +60,8 @@ class MetricsLog:
             self.clock = (step, now)
         mfu = None
         if tokens_per_s is not None:
-            mfu = hardware.mfu(tokens_per_s * self.flops_per_token, self.device["device_kind"], self.device["n_devices"])
+            mfu = hardware.mfu(tokens_per_s * self.flops_per_token, self.device["device_kind"],
+                               self.device["n_devices"])
         tokens = step * self.tokens_per_step
         row = {"step": step, "tokens": tokens, "flops": tokens * self.flops_per_token, **values,
                "tokens_per_s": tokens_per_s,

@@ -36,7 +36,8 @@ def attention_implementation(cfg: ModelConfig) -> str | None:
     if cfg.attention == "cudnn":
         if not usable:
             raise ValueError("model.attention=cudnn needs a GPU, compute_dtype=bfloat16 and a head dim "
-                             f"that is a multiple of 8 up to 256 (head dim {cfg.head_dim}, backend {jax.default_backend()})")
+                             f"that is a multiple of 8 up to 256 (head dim {cfg.head_dim}, "
+                             f"backend {jax.default_backend()})")
         return "cudnn"
     return "cudnn" if usable else None
 

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from scaling import accounting, config, distributed, hardware, optim, sharding, step
+from scaling import accounting, config, distributed, hardware, runtime, step
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
 from scaling.data import TokenDataset, ensure_prepared
@@ -202,65 +201,30 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
 
 def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
     cfg, rd, acct = plan.cfg, plan.run_dir, plan.accounting
-    mesh = sharding.make_mesh(cfg.mesh)
-    lr_schedule = optim.schedule(cfg.optim, plan.total_steps)
-    abstract_params = jax.eval_shape(lambda: step.model.init(cfg.model, jax.random.key(0)))
-    tx = optim.make(cfg.optim, cfg.model, abstract_params, lr_schedule)
-    init_key = jax.random.key(cfg.seed)
-    abstract_state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, init_key))
-    state_sharding = sharding.state_shardings(
-        abstract_state, sharding.param_shardings(cfg.model, abstract_params, mesh), mesh)
-    abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                                  abstract_state, state_sharding)
-
+    rt = runtime.build(plan)
     ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints, cfg.train.keep_steps)
-    restored = ckpt.restore_latest(abstract_state)
+    restored = ckpt.restore_latest(rt.abstract_state)
     if restored is None and cfg.train.init_from:
-        start, state = _branch(plan, abstract_state)
+        start, state = _branch(plan, rt.abstract_state)
     elif restored is None:
-        start = 0
-        state = jax.jit(lambda: step.init_state(cfg.model, tx, init_key), out_shardings=state_sharding)()
+        start, state = 0, rt.init_state()
         rd.truncate_metrics(0)
     else:
         start, state = restored
         rd.truncate_metrics(start)
         log.info("resuming %s from step %d", rd.path, start)
-    rd.update_run(resumed_from=start if start else None, mesh=dict(mesh.shape))
+    rd.update_run(resumed_from=start if start else None, mesh=dict(rt.mesh.shape))
 
-    tokens_sharding = sharding.batch_sharding(mesh)
-    train_step = step.make_train_step(cfg.model, tx, lr_schedule, cfg.seed, state_sharding, tokens_sharding)
-    eval_step = step.make_eval_step(cfg.model)
     evals = eval_steps(plan.total_steps, cfg.train.eval_every, cfg.train.eval_log_points)
-    B, T, A = cfg.train.batch_size, cfg.model.seq_len, cfg.train.grad_accum
-    if B // A % mesh.size:
-        raise ConfigError(f"each microbatch ({B // A} sequences) must split evenly over the {mesh.size} devices")
-    val = [jax.make_array_from_callback((1, *b.shape), tokens_sharding, lambda index, b=b: b[None][index])
-           for b in plan.dataset.val_batches(B, T, cfg.data.eval_batches)]
+    val = rt.val_batches()
     keep_steps = set(cfg.train.keep_steps)
-
-    def batch(s: int) -> jax.Array:
-        """Step s's [A, B/A, T+1] tokens; each process reads only the rows its devices hold."""
-
-        def rows(index):
-            per_micro = np.arange(B // A)[index[1]]
-            flat = (np.arange(A)[index[0], None] * (B // A) + per_micro[None, :]).reshape(-1)
-            tokens = plan.dataset.train_batch(cfg.seed, s, B, T, rows=flat)
-            return tokens.reshape(-1, len(per_micro), T + 1)[:, :, index[2]]
-
-        return jax.make_array_from_callback((A, B // A, T + 1), tokens_sharding, rows)
-
-    def evaluate(params) -> float:
-        sums = [eval_step(params, b[0]) for b in val]
-        return float(sum(s for s, _ in sums) / sum(c for _, c in sums))
-
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,
                              progress=cfg.train.progress, log_every=cfg.train.log_every)
     last_eval = None
     try:
         pending = None  # (step, device metrics) dispatched but not yet read
         for s in range(start, plan.total_steps):
-            next_batch = batch(s)
-            state, metrics = train_step(state, next_batch)
+            state, metrics = rt.train_step(state, rt.batch(s))
             if pending is not None:
                 metrics_log.record(*pending)
             pending = (s + 1, metrics)
@@ -270,7 +234,7 @@ def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
             if at_eval or at_ckpt or stop.signum is not None:
                 eval_started = time.perf_counter()
                 if at_eval:
-                    last_eval = evaluate(state["params"])
+                    last_eval = rt.evaluate(state["params"], val)
                 # Synchronises, and raises on a non-finite loss: nothing below saves a bad state.
                 metrics_log.record(*pending, eval_loss=last_eval if at_eval else None,
                                    paused_s=time.perf_counter() - eval_started if at_eval else 0.0)
