@@ -70,6 +70,15 @@ class Norm(nn.Module):
         return norm(x_BTD.astype(jnp.float32)).astype(_dtype(cfg.compute_dtype))
 
 
+def _dense(cfg: ModelConfig, name: str, features, kernel_axes: tuple, init, axis=-1) -> nn.DenseGeneral:
+    """A projection in the compute dtype whose kernel and bias carry logical axis names."""
+    n_out = len(features) if isinstance(features, tuple) else 1
+    return nn.DenseGeneral(
+        features=features, axis=axis, use_bias=cfg.bias, dtype=_dtype(cfg.compute_dtype), name=name,
+        kernel_init=_logical(init, kernel_axes), bias_init=_logical(nn.initializers.zeros, kernel_axes[-n_out:]),
+    )
+
+
 class Attention(nn.Module):
     cfg: ModelConfig
 
@@ -77,13 +86,8 @@ class Attention(nn.Module):
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         cfg = self.cfg
         p = parameterization.make(cfg)
-        dtype = _dtype(cfg.compute_dtype)
         N, H = cfg.n_head, cfg.head_dim
-        qkv_BT3NH = nn.DenseGeneral(
-            features=(3, N, H), use_bias=cfg.bias, dtype=dtype, name="qkv",
-            kernel_init=_logical(p.hidden_init(), ("embed", None, "heads", "head_dim")),
-            bias_init=_logical(nn.initializers.zeros, (None, "heads", "head_dim")),
-        )(x_BTD)
+        qkv_BT3NH = _dense(cfg, "qkv", (3, N, H), ("embed", None, "heads", "head_dim"), p.hidden_init())(x_BTD)
         q_BTNH, k_BTNH, v_BTNH = (qkv_BT3NH[:, :, i] for i in range(3))
         if cfg.position == "rope":
             q_BTNH, k_BTNH = rotary(q_BTNH, cfg.rope_theta), rotary(k_BTNH, cfg.rope_theta)
@@ -91,11 +95,8 @@ class Attention(nn.Module):
             q_BTNH, k_BTNH, v_BTNH, scale=p.attention_scale, is_causal=True,
             implementation=attention_implementation(cfg),
         )
-        return nn.DenseGeneral(
-            features=cfg.d_model, axis=(-2, -1), use_bias=cfg.bias, dtype=dtype, name="out",
-            kernel_init=_logical(p.residual_out_init(), ("heads", "head_dim", "embed")),
-            bias_init=_logical(nn.initializers.zeros, ("embed",)),
-        )(out_BTNH)
+        return _dense(cfg, "out", cfg.d_model, ("heads", "head_dim", "embed"), p.residual_out_init(),
+                      axis=(-2, -1))(out_BTNH)
 
 
 class MLP(nn.Module):
@@ -105,26 +106,13 @@ class MLP(nn.Module):
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         cfg = self.cfg
         p = parameterization.make(cfg)
-        dtype = _dtype(cfg.compute_dtype)
         F = cfg.ff_dim
         if cfg.mlp == "swiglu":
-            gate_up_BT2F = nn.DenseGeneral(
-                features=(2, F), use_bias=cfg.bias, dtype=dtype, name="gate_up",
-                kernel_init=_logical(p.hidden_init(), ("embed", None, "mlp")),
-                bias_init=_logical(nn.initializers.zeros, (None, "mlp")),
-            )(x_BTD)
+            gate_up_BT2F = _dense(cfg, "gate_up", (2, F), ("embed", None, "mlp"), p.hidden_init())(x_BTD)
             h_BTF = nn.silu(gate_up_BT2F[:, :, 0]) * gate_up_BT2F[:, :, 1]
         else:
-            h_BTF = nn.gelu(nn.Dense(
-                F, use_bias=cfg.bias, dtype=dtype, name="up",
-                kernel_init=_logical(p.hidden_init(), ("embed", "mlp")),
-                bias_init=_logical(nn.initializers.zeros, ("mlp",)),
-            )(x_BTD), approximate=True)
-        return nn.Dense(
-            cfg.d_model, use_bias=cfg.bias, dtype=dtype, name="down",
-            kernel_init=_logical(p.residual_out_init(), ("mlp", "embed")),
-            bias_init=_logical(nn.initializers.zeros, ("embed",)),
-        )(h_BTF)
+            h_BTF = nn.gelu(_dense(cfg, "up", F, ("embed", "mlp"), p.hidden_init())(x_BTD), approximate=True)
+        return _dense(cfg, "down", cfg.d_model, ("mlp", "embed"), p.residual_out_init())(h_BTF)
 
 
 class Block(nn.Module):
