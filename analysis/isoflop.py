@@ -1,0 +1,188 @@
+"""Chinchilla Approach 2: IsoFLOP profiles, a parabola per budget, power laws through the minima.
+
+Points are grouped into compute budgets (a sweep's ``compute_target``, or
+exact C snapped to budgets by clustering log C).  Within a budget the loss is
+fitted as a parabola in log N; its vertex is N*, the loss there is L*, and D*
+comes from a straight line of log D on log N within the budget, evaluated at
+N*, which needs no 6ND assumption.  Budgets whose parabola opens downwards or
+whose vertex falls outside the sampled sizes are left out, with a note.
+
+Then log N* and log D* are fitted as straight lines in log C.  With
+``weighted=True`` each budget's minimum is weighted by the inverse of its
+bootstrap variance (var of log N* for the N law, of log D* for the D law):
+the scheme of Porian et al. (2024), whose "weighted" exponents 0.497
+(RefinedWeb) and 0.518 (OpenWebText2) ``fit_optima`` reproduces from their
+published optima and standard deviations.
+
+The bootstrap resamples points within each budget (so no budget disappears)
+and repeats the whole chain, parabolas included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
+from analysis.errors import FitError
+from analysis.points import prepare
+from analysis.powerlaw import fit_lines
+from analysis.results import FitResult
+
+FORMULA = "N_opt(C) = N_coef C^a, D_opt(C) = D_coef C^b (IsoFLOP minima)"
+SNAP_TOLERANCE = 0.05  # in log10 C: points within ~12% of each other's compute share a budget
+
+
+def snap_budgets(C, tolerance: float = SNAP_TOLERANCE) -> np.ndarray:
+    """Budget label (the group's geometric-mean compute) for each point.
+
+    Points are sorted by log10 C and a new budget starts wherever the gap to the
+    previous point exceeds ``tolerance``; real runs miss their target compute by
+    a little (whole steps, exact FLOP counts), budgets are usually 2x or more apart.
+    """
+    logc = np.log10(np.asarray(C, dtype=np.float64))
+    order = np.argsort(logc, kind="stable")
+    group = np.cumsum(np.concatenate([[0], np.diff(logc[order]) > tolerance]))
+    labels = np.empty(len(logc))
+    for g in np.unique(group):
+        members = order[group == g]
+        labels[members] = 10 ** logc[members].mean()
+    return labels
+
+
+def _vertices(logn, logd, loss, budget_index, n_budgets, counts):
+    """Per resample and budget: log N*, log D*, L* (NaN where the parabola has no usable minimum)."""
+    R = counts.shape[0]
+    out = np.full((3, R, n_budgets), np.nan)
+    for b in range(n_budgets):
+        idx = np.flatnonzero(budget_index == b)
+        u = logn[idx]
+        centre = u.mean()
+        x = u - centre
+        X = np.stack([np.ones_like(x), x, x * x], axis=1)
+        w = counts[:, idx]
+        # weighted normal equations for every resample at once
+        XtWX = np.einsum("rn,ni,nj->rij", w, X, X)
+        XtWy = np.einsum("rn,ni,n->ri", w, X, loss[idx])
+        ok = np.linalg.matrix_rank(XtWX, hermitian=True) == 3
+        coef = np.full((R, 3), np.nan)
+        coef[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][..., None])[..., 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vx = -coef[:, 1] / (2 * coef[:, 2])
+            good = (coef[:, 2] > 0) & (vx >= x.min()) & (vx <= x.max())
+            slope, intercept = fit_lines(x, logd[idx], w)
+        out[0, :, b] = np.where(good, vx + centre, np.nan)
+        out[1, :, b] = np.where(good, intercept + slope * vx, np.nan)
+        out[2, :, b] = np.where(good, coef[:, 0] + coef[:, 1] * vx + coef[:, 2] * vx * vx, np.nan)
+    return out
+
+
+def _spread(samples: np.ndarray) -> np.ndarray:
+    """Standard deviation over resamples of each column, ignoring NaN (NaN if under two values)."""
+    finite = np.isfinite(samples)
+    n = finite.sum(axis=0)
+    x = np.where(finite, samples, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x.sum(axis=0) / n
+        var = (np.where(finite, samples - mean, 0.0) ** 2).sum(axis=0) / (n - 1)
+    return np.where(n >= 2, np.sqrt(var), np.nan)
+
+
+def _laws(logc, logn_star, logd_star, wn, wd):
+    a, ia = fit_lines(logc, logn_star, wn)
+    b, ib = fit_lines(logc, logd_star, wd)
+    return {"a": a, "N_coef": np.exp(ia), "b": b, "D_coef": np.exp(ib)}
+
+
+def fit_isoflop(N, D, loss_values, C, *, budgets=None, weights=None, drop_top: int = 0,
+                bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, weighted: bool = False, min_points_per_budget: int = 3) -> FitResult:
+    """Approach 2 on final losses; N is the total parameter count, C the compute of each point.
+
+    ``budgets`` gives each point's nominal budget (e.g. the sweep's compute
+    targets, which differ slightly from run to run with the exact FLOP count);
+    either it or C is grouped into budgets with ``snap_budgets``.
+    """
+    cols = {"N": N, "D": D, "C": C} if budgets is None else {"N": N, "D": D, "C": C, "budget": budgets}
+    pts = prepare("isoflop fit", 2 * min_points_per_budget, loss=loss_values, drop_top=drop_top, weights=weights,
+                  **cols)
+    labels = snap_budgets(pts["C"] if budgets is None else pts["budget"])
+    notes = pts.notes()
+    keep = np.zeros(len(pts), dtype=bool)
+    for lab in np.unique(labels):
+        members = labels == lab
+        if len(np.unique(np.round(np.log(pts["N"][members]), 9))) >= min_points_per_budget:
+            keep |= members
+        else:
+            notes.append(f"budget {lab:.3g}: fewer than {min_points_per_budget} model sizes, left out")
+    budget_values = np.unique(labels[keep])
+    if len(budget_values) < 2:
+        raise FitError(f"isoflop fit needs at least 2 compute budgets with {min_points_per_budget} or more model "
+                       f"sizes each, got {len(budget_values)}")
+    budget_index = np.searchsorted(budget_values, labels[keep])
+    logn, logd, loss = np.log(pts["N"][keep]), np.log(pts["D"][keep]), pts["loss"][keep]
+    w = pts.weights[keep]
+
+    point = _vertices(logn, logd, loss, budget_index, len(budget_values), w[None, :])[:, 0, :]
+    usable = np.isfinite(point[0])
+    for bv, ok in zip(budget_values, usable):
+        if not ok:
+            notes.append(f"budget {bv:.3g}: parabola has no minimum inside the sampled sizes, left out")
+    if usable.sum() < 2:
+        raise FitError("isoflop fit: fewer than 2 budgets have a parabola with a minimum inside the sampled sizes")
+    logc = np.log(budget_values)
+
+    boot = None
+    if bootstrap.resamples:
+        counts = bootstrap.counts(len(loss), groups=budget_index) * w[None, :]
+        boot = _vertices(logn, logd, loss, budget_index, len(budget_values), counts)
+    if weighted:
+        if boot is None:
+            raise FitError("the weighted isoflop fit needs bootstrap resamples to estimate each budget's variance")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wn = np.where(usable, 1.0 / _spread(boot[0]) ** 2, 0.0)
+            wd = np.where(usable, 1.0 / _spread(boot[1]) ** 2, 0.0)
+        wn, wd = np.nan_to_num(wn, posinf=0.0), np.nan_to_num(wd, posinf=0.0)
+    else:
+        wn = wd = usable.astype(float)
+    params = {k: float(v[0]) for k, v in _laws(logc, point[0][None], point[1][None], wn[None], wd[None]).items()}
+    samples = _laws(logc, boot[0], boot[1], wn[None], wd[None]) if boot is not None else {}
+
+    minima = {"C": budget_values[usable].tolist(), "N_opt": np.exp(point[0][usable]).tolist(),
+              "D_opt": np.exp(point[1][usable]).tolist(), "loss_opt": point[2][usable].tolist()}
+    if boot is not None:
+        minima["log_N_opt_sd"] = _spread(boot[0])[usable].tolist()
+        minima["log_D_opt_sd"] = _spread(boot[1])[usable].tolist()
+    resid = params["a"] * logc[usable] + np.log(params["N_coef"]) - point[0][usable]
+    return FitResult(law="isoflop", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
+                     seed=bootstrap.seed,
+                     data={"N": np.exp(logn).tolist(), "D": np.exp(logd).tolist(), "loss": loss.tolist(),
+                           "budget": budget_values[budget_index].tolist(), "weight": w.tolist()},
+                     residuals=resid.tolist(), n_kind="total", notes=notes,
+                     extra={"minima": minima, "weighted": weighted})
+
+
+def fit_optima(C, n_opt, d_opt, *, n_sd=None, d_sd=None, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> FitResult:
+    """Power laws through given per-budget optima (e.g. a paper's table), optionally inverse-variance weighted.
+
+    ``n_sd``/``d_sd`` are standard deviations of log N*/log D*; each budget then
+    gets weight 1/sd^2, which is what ``numpy.polyfit(log C, log N*, 1, w=1/sd)``
+    does and what reproduces Porian et al.'s "weighted" fits.  The bootstrap
+    resamples budgets.
+    """
+    cols = {"C": C, "N_opt": n_opt, "D_opt": d_opt}
+    pts = prepare("optima fit", 3, loss=np.ones(len(np.atleast_1d(C))), **cols)
+    logc, logn, logd = np.log(pts["C"]), np.log(pts["N_opt"]), np.log(pts["D_opt"])
+    wn = np.ones(len(logc)) if n_sd is None else 1.0 / np.square(np.asarray(n_sd, dtype=np.float64))
+    wd = np.ones(len(logc)) if d_sd is None else 1.0 / np.square(np.asarray(d_sd, dtype=np.float64))
+    if not (np.all(np.isfinite(wn)) and np.all(np.isfinite(wd))):
+        raise FitError("optima fit: standard deviations must be finite and positive")
+    params = {k: float(v[0]) for k, v in _laws(logc, logn, logd, wn[None], wd[None]).items()}
+    samples = {}
+    if bootstrap.resamples:
+        counts = bootstrap.counts(len(logc))
+        samples = _laws(logc, logn, logd, counts * wn[None], counts * wd[None])
+    resid = params["a"] * logc + np.log(params["N_coef"]) - logn
+    return FitResult(law="isoflop_optima", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
+                     seed=bootstrap.seed, data={"C": pts["C"].tolist(), "N_opt": pts["N_opt"].tolist(),
+                                                "D_opt": pts["D_opt"].tolist()},
+                     residuals=resid.tolist(), n_kind="total",
+                     notes=["weighted by inverse variance of log N*/log D*" if n_sd is not None else "unweighted"])

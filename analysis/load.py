@@ -1,0 +1,250 @@
+"""Reading inputs: run directories (GUIDE.md section 2) and CSVs of published points.
+
+Both are files that may come from anywhere, so they are parsed as data only
+(``json`` and ``csv``; no eval, no pickle) and every problem becomes either a
+note (a run that is skipped, with the reason) or a ``FitError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analysis.errors import FitError
+
+REQUIRED_RUN_KEYS = ("run_id", "n_params", "n_params_non_embedding", "status")
+
+
+@dataclass
+class Run:
+    """One finished run: identity, accounting, its curves and its final loss.
+
+    ``compute`` is the exact training FLOPs (flops_per_token x tokens) and
+    ``compute_6nd`` the 6 N D approximation, kept side by side because for the
+    tiny models of a CPU sweep they differ a lot.
+    """
+
+    run_id: str
+    sweep: str
+    path: str
+    n_params: float
+    n_params_non_embedding: float
+    n_params_embedding: float
+    tokens: float
+    compute: float
+    compute_6nd: float
+    compute_target: float | None
+    final_loss: float
+    final_loss_source: str
+    steps: np.ndarray
+    curve_tokens: np.ndarray
+    curve_flops: np.ndarray
+    train_loss: np.ndarray
+    eval_loss: np.ndarray
+    status: str = "done"
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flops, tokens, loss) of the validation curve, or the training curve if never evaluated."""
+        use = np.isfinite(self.eval_loss) if self.final_loss_source == "eval" else np.isfinite(self.train_loss)
+        loss = self.eval_loss if self.final_loss_source == "eval" else self.train_loss
+        ok = use & (self.curve_flops > 0) & (self.curve_tokens > 0) & (loss > 0)
+        return self.curve_flops[ok], self.curve_tokens[ok], loss[ok]
+
+
+@dataclass
+class Sweep:
+    """The runs that can be analysed and a note for every run that cannot."""
+
+    root: str
+    runs: list[Run]
+    notes: list[str] = field(default_factory=list)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in self.runs], dtype=np.float64)
+
+    def table(self) -> list[dict]:
+        """The tidy per-run table that goes into fits.json and the report."""
+        return [{"run_id": r.run_id, "sweep": r.sweep, "N": r.n_params, "N_non_embedding": r.n_params_non_embedding,
+                 "N_embedding": r.n_params_embedding, "D": r.tokens, "C": r.compute, "C_6ND": r.compute_6nd,
+                 "C_target": r.compute_target, "loss": r.final_loss, "loss_source": r.final_loss_source,
+                 "status": r.status} for r in self.runs]
+
+
+def _number(value) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _read_metrics(path: Path) -> tuple[list[dict], int]:
+    """Metric records and the count of unreadable lines (a run killed mid-write leaves half a line)."""
+    records, bad = [], 0
+    if not path.exists():
+        return records, bad
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                bad += 1
+    return records, bad
+
+
+def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
+    """A Run, or None with notes saying why this directory cannot be used."""
+    name = str(run_dir)
+    try:
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return None, [f"skipped {name}: run.json unreadable ({exc})"]
+    if not isinstance(meta, dict):
+        return None, [f"skipped {name}: run.json is not an object"]
+    missing = [k for k in REQUIRED_RUN_KEYS if k not in meta]
+    if missing:
+        return None, [f"skipped {name}: run.json lacks {', '.join(missing)}"]
+    run_id = str(meta["run_id"])
+    status = str(meta["status"])
+    if status != "done":
+        why = f"status is {status!r}"
+        if meta.get("error"):
+            why += f": {meta['error']}"
+        return None, [f"excluded run {run_id}: {why}"]
+
+    records, bad = _read_metrics(run_dir / "metrics.jsonl")
+    notes = [f"run {run_id}: ignored {bad} unreadable line(s) in metrics.jsonl"] if bad else []
+    records = [r for r in records if math.isfinite(_number(r.get("tokens")))]
+    records.sort(key=lambda r: _number(r.get("step")))
+    if not records:
+        return None, notes + [f"excluded run {run_id}: metrics.jsonl has no usable records"]
+    col = {k: np.array([_number(r.get(k)) for r in records]) for k in
+           ("step", "tokens", "flops", "train_loss", "eval_loss")}
+
+    n = _number(meta.get("n_params"))
+    n_ne = _number(meta.get("n_params_non_embedding"))
+    n_emb = _number(meta.get("n_params_embedding"))
+    if not math.isfinite(n_emb):
+        n_emb = n - n_ne
+    fpt = _number(meta.get("flops_per_token"))
+    if not np.all(np.isfinite(col["flops"])) and math.isfinite(fpt):
+        col["flops"] = np.where(np.isfinite(col["flops"]), col["flops"], fpt * col["tokens"])
+    tokens = float(col["tokens"][-1])
+    compute = float(col["flops"][-1]) if math.isfinite(col["flops"][-1]) else fpt * tokens
+    if not (math.isfinite(n) and n > 0 and math.isfinite(n_ne) and n_ne > 0 and tokens > 0 and compute > 0):
+        return None, notes + [f"excluded run {run_id}: parameter counts, tokens or FLOPs are missing or not positive"]
+
+    evaluated = np.flatnonzero(np.isfinite(col["eval_loss"]))
+    if evaluated.size:
+        final, source = float(col["eval_loss"][evaluated[-1]]), "eval"
+    else:
+        trained = np.flatnonzero(np.isfinite(col["train_loss"]))
+        if not trained.size:
+            return None, notes + [f"excluded run {run_id}: no finite loss in metrics.jsonl"]
+        final, source = float(col["train_loss"][trained[-1]]), "train"
+        notes.append(f"run {run_id}: never evaluated, final loss is the last training loss")
+    if not (math.isfinite(final) and final > 0):
+        return None, notes + [f"excluded run {run_id}: final loss {final} is not a positive number"]
+    target = _number(meta.get("compute_target"))
+    return Run(run_id=run_id, sweep=str(meta.get("sweep", run_dir.parent.name)), path=name,
+               n_params=n, n_params_non_embedding=n_ne, n_params_embedding=n_emb, tokens=tokens,
+               compute=compute, compute_6nd=6.0 * n * tokens,
+               compute_target=target if math.isfinite(target) and target > 0 else None,
+               final_loss=final, final_loss_source=source, steps=col["step"], curve_tokens=col["tokens"],
+               curve_flops=col["flops"], train_loss=col["train_loss"], eval_loss=col["eval_loss"]), notes
+
+
+def load_runs(root) -> Sweep:
+    """Every run directory (any directory holding run.json) under ``root``, recursively."""
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise FitError(f"{root}: not a directory")
+    runs, notes = [], []
+    for run_json in sorted(root_path.rglob("run.json")):
+        run, run_notes = read_run(run_json.parent)
+        notes.extend(run_notes)
+        if run is not None:
+            runs.append(run)
+    if not runs:
+        raise FitError(f"{root}: no finished runs found (looked for */run.json with status 'done')"
+                       + (f"; {len(notes)} note(s): " + "; ".join(notes[:3]) if notes else ""))
+    return Sweep(root=str(root_path), runs=runs, notes=notes)
+
+
+@dataclass
+class Table:
+    """Columns of a CSV of external points, as float arrays, plus what was skipped."""
+
+    cols: dict[str, np.ndarray]
+    notes: list[str]
+
+
+def parse_where(clauses) -> dict[str, str]:
+    """``["dataset=rw", ...]`` to a dict, for selecting rows of a multi-configuration CSV."""
+    out = {}
+    for clause in clauses or []:
+        key, sep, value = clause.partition("=")
+        if not sep or not key:
+            raise FitError(f"--where expects COLUMN=VALUE, got {clause!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_csv(path, *, n_col: str = "N", d_col: str = "D", loss_col: str = "loss", c_col: str | None = "C",
+             weight_col: str | None = None, where: dict[str, str] | None = None) -> Table:
+    """Read N, D, loss (and C, weights if present) from a CSV; C falls back to 6 N D with a note.
+
+    Rows with an empty or non-numeric entry in a required column are a
+    ``FitError`` rather than silently dropped: a published set with holes should
+    be looked at, not fitted around.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FitError(f"{path}: cannot read CSV ({exc})") from None
+    where = where or {}
+    missing = [c for c in (n_col, d_col, loss_col, *where) if c not in header]
+    if missing:
+        raise FitError(f"{path}: missing column(s) {', '.join(missing)}; columns are {', '.join(header) or 'none'}")
+    rows = [r for r in rows if all(r.get(k, "").strip() == v for k, v in where.items())]
+    if not rows:
+        raise FitError(f"{path}: no rows" + (" match the --where filter" if where else ""))
+
+    def column(name: str) -> np.ndarray:
+        values = []
+        for i, r in enumerate(rows):
+            v = _number((r.get(name) or "").strip() or None)
+            if not math.isfinite(v):
+                raise FitError(f"{path}: row {i + 1}: column {name!r} is {r.get(name)!r}, not a number")
+            values.append(v)
+        return np.array(values)
+
+    cols = {"N": column(n_col), "D": column(d_col), "loss": column(loss_col)}
+    notes = []
+    if c_col and c_col in header:
+        cols["C"] = column(c_col)
+    else:
+        cols["C"] = 6.0 * cols["N"] * cols["D"]
+        notes.append("no compute column: C = 6 N D")
+    if weight_col:
+        if weight_col not in header:
+            raise FitError(f"{path}: missing weight column {weight_col!r}")
+        cols["weight"] = column(weight_col)
+    return Table(cols=cols, notes=notes)

@@ -1,0 +1,107 @@
+"""Data drawn from a known law: for recovery tests, the benchmark and the documentation figures.
+
+A fitter is only trustworthy once it has given back parameters it was handed
+(the lesson of Besiroglu et al. 2024).  ``write_sweep`` writes run directories
+in the format of GUIDE.md section 2, so ``scaling analyze`` can be shown end to
+end without training anything; ``python -m analysis.synthetic OUT`` does that
+from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+# Hoffmann et al. (2022), Approach 3 as printed.
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def chinchilla_loss(N, D, p=CHINCHILLA):
+    return p["E"] + p["A"] / np.power(N, p["alpha"]) + p["B"] / np.power(D, p["beta"])
+
+
+def isoflop_design(budgets, sizes_per_budget: int, span: float = 8.0, p=CHINCHILLA) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) pairs with D = C / 6N, ``sizes_per_budget`` model sizes per budget around its optimum.
+
+    Sizes come from one geometric ladder shared by all budgets (as a real sweep
+    reuses its model shapes), ``span`` being the ratio between the largest and
+    smallest size at a budget; each budget takes the ladder rungs centred on its
+    compute-optimal N.
+    """
+    s = p["alpha"] + p["beta"]
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / s)
+    step = np.log(span) / (sizes_per_budget - 1)
+    N, D = [], []
+    for C in budgets:
+        centre = np.round(np.log(G * (C / 6) ** (p["beta"] / s)) / step)
+        n = np.exp(step * (centre + np.arange(sizes_per_budget) - (sizes_per_budget - 1) // 2))
+        N.append(n)
+        D.append(C / (6 * n))
+    return np.concatenate(N), np.concatenate(D)
+
+
+def sample_points(n: int, noise: float, seed: int, p=CHINCHILLA, n_range=(1e7, 1e10), d_range=(1e8, 1e11)):
+    """``n`` random (N, D, loss) with multiplicative log-normal noise of sd ``noise``."""
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(*np.log(n_range), n))
+    D = np.exp(rng.uniform(*np.log(d_range), n))
+    return N, D, chinchilla_loss(N, D, p) * np.exp(rng.normal(0.0, noise, n))
+
+
+def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budget: int = 7, noise: float = 0.005,
+                seed: int = 0, p=CHINCHILLA, log_points: int = 24, eval_every: int = 2, embedding_fraction=0.1,
+                tokens_per_step: int = 65536, sweep: str = "synthetic") -> Path:
+    """Write an IsoFLOP sweep of run directories whose losses follow the law ``p``.
+
+    Each run's loss after t tokens is L(N, t) (as if every prefix of the run
+    were annealed), so the lower envelope of the curves is the law's
+    compute-optimal frontier.  FLOPs are counted as exactly 6 N D; the
+    embedding share is ``embedding_fraction`` of N.  As in a real sweep, each
+    run's tokens are whole steps, so its ``compute_target`` is near, not at,
+    its nominal budget.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root) / sweep
+    N, D = isoflop_design(budgets, sizes_per_budget, p=p)
+    for i, (n, d) in enumerate(zip(N, D)):
+        run_id = f"r{i:03d}"
+        run = root / run_id
+        run.mkdir(parents=True, exist_ok=True)
+        n_int = round(n)
+        emb = round(n * embedding_fraction)
+        d = tokens_per_step * max(1, round(d / tokens_per_step))  # whole steps, as a trainer would
+        meta = {"run_id": run_id, "sweep": sweep, "seed": seed, "n_params": n_int,
+                "n_params_non_embedding": n_int - emb, "n_params_embedding": emb,
+                "flops_per_token": 6.0 * n_int, "flops_per_token_6n": 6.0 * n_int,
+                "tokens_target": float(d), "compute_target": 6.0 * n_int * d, "status": "done", "error": None,
+                "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T01:00:00Z", "versions": {}}
+        (run / "run.json").write_text(json.dumps(meta, indent=1))
+        tokens = d * np.geomspace(1e-2, 1.0, log_points)
+        lines = []
+        for step, t in enumerate(tokens, start=1):
+            rec = {"step": step * 10, "tokens": float(t), "flops": float(6.0 * n_int * t),
+                   "train_loss": float(chinchilla_loss(n, t, p) * np.exp(rng.normal(0, 2 * noise))),
+                   "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1e5, "mfu": 0.1, "wall_s": float(step)}
+            if step % eval_every == 0 or step == log_points:
+                rec["eval_loss"] = float(chinchilla_loss(n, t, p) * np.exp(rng.normal(0, noise)))
+            lines.append(json.dumps(rec))
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.synthetic",
+                                     description="Write a synthetic IsoFLOP sweep drawn from Chinchilla's law.")
+    parser.add_argument("out", help="directory to create the sweep in")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=0.005)
+    args = parser.parse_args(argv)
+    print(write_sweep(args.out, seed=args.seed, noise=args.noise))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
