@@ -55,7 +55,9 @@ def _cmd_quickstart(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from analysis import cli as analysis_cli
     from scaling.data import cli as data_cli
+    from scaling.sweeps import cli as sweep_cli
 
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -77,11 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_quickstart)
 
     data_cli.register(sub)
-    try:  # TEMPHACK until analysis/cli.py lands
-        from analysis import cli as analysis_cli
-        analysis_cli.register(sub)
-    except ImportError:
-        pass
+    sweep_cli.register(sub)
+    analysis_cli.register(sub)
     return parser
 
 

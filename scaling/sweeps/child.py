@@ -1,0 +1,54 @@
+"""How one run's training process is started, the same way by the local launcher and inside a SLURM job.
+
+Every run is a separate ``scaling train <run>/config.yaml`` process: a crash, a NaN or an
+out-of-memory kill ends that process only, and the run directory records why.
+
+Tiny models compile for longer than they train, so sweeps turn on JAX's persistent compilation
+cache: runs of the same shapes (the same model at several budgets, a relaunch) load the compiled
+step instead of compiling it again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from scaling.sweeps import state
+
+CACHE_VARIABLES = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # cache every compile: tiny ones are the ones repeated
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+}
+
+
+def default_compile_cache() -> Path:
+    """``$JAX_COMPILATION_CACHE_DIR`` if set, else next to the prepared datasets (``$SCALING_CACHE/jax``)."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    from scaling.data.cache import cache_root
+
+    return cache_root() / "jax"
+
+
+def environment(compile_cache: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with the compilation cache set, or removed when ``None``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in CACHE_VARIABLES and k != "JAX_COMPILATION_CACHE_DIR"}
+    if compile_cache is not None:
+        env.update(CACHE_VARIABLES, JAX_COMPILATION_CACHE_DIR=str(compile_cache))
+    env.update(extra or {})
+    return env
+
+
+def command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "scaling.cli", "train", str(run_dir / "config.yaml")]
+
+
+def spawn(run_dir: Path, attempt: int, env: dict[str, str]) -> subprocess.Popen:
+    """Start the run. If the launcher dies the run carries on, and the next launch finds it alive and
+    follows it instead of starting it twice (Ctrl-C reaches the whole process group and stops both)."""
+    stdout, stderr = state.open_logs(run_dir, attempt)
+    with stdout, stderr:
+        return subprocess.Popen(command(run_dir), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)

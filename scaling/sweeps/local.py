@@ -1,0 +1,119 @@
+"""Runs as subprocesses of the launcher, spread over the visible GPUs one run per device.
+
+With more parallel runs than GPUs the runs share devices round-robin, and each is told to take
+only its share of the device's memory (JAX would otherwise preallocate 75% in every process).
+The GPUs are listed without initialising JAX (``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi``):
+the launcher must not hold an accelerator its runs need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from scaling.rundir import now
+from scaling.sweeps import child, state
+from scaling.sweeps.planner import PlannedRun
+from scaling.sweeps.status import is_alive
+
+STOP_GRACE_S = 120.0  # a SIGTERMed run finishes its step and saves a checkpoint within this
+
+
+def visible_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [line.strip() for line in out.splitlines() if line.strip()]
+    return []
+
+
+class _Adopted:
+    """A run an earlier launch started whose process is still alive: watched, not owned."""
+
+    def __init__(self, run: PlannedRun, launch: dict):
+        self.run, self.launch, self.pid = run, launch, launch["pid"]
+
+    def poll(self) -> int | None:
+        return None if is_alive(self.run, self.launch) else -1
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, parallel: int, env: dict[str, str], gpus: list[str]):
+        self.capacity = parallel
+        self.env = env
+        self.gpus = gpus
+        self.share = math.ceil(parallel / len(gpus)) if gpus else 1
+        self.running: dict[str, tuple[PlannedRun, subprocess.Popen | _Adopted, str | None]] = {}
+
+    def _device(self) -> str | None:
+        if not self.gpus:
+            return None
+        load = {gpu: 0 for gpu in self.gpus}
+        for _, _, gpu in self.running.values():
+            if gpu in load:
+                load[gpu] += 1
+        return min(self.gpus, key=lambda gpu: load[gpu])
+
+    def start(self, runs: list[tuple[PlannedRun, int]]) -> None:
+        for run, attempt in runs:
+            gpu = self._device()
+            env = dict(self.env)
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+                if self.share > 1:
+                    env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / self.share:.2f}"
+            proc = child.spawn(run.run_dir, attempt, env)
+            state.update_launch(run.run_dir, executor=self.name, pid=proc.pid, host=state.hostname(), job_id=None,
+                                device=gpu, attempt=attempt, started=now(), finished=None, exit_code=None)
+            self.running[run.name] = (run, proc, gpu)
+
+    def adopt(self, run: PlannedRun, launch: dict) -> bool:
+        if launch.get("executor") != self.name or not is_alive(run, launch):
+            return False
+        self.running[run.name] = (run, _Adopted(run, launch), launch.get("device"))
+        return True
+
+    def active(self) -> int:
+        return len(self.running)
+
+    def finished(self) -> list[tuple[PlannedRun, int | None, str | None]]:
+        """Runs whose process ended since the last call: (run, exit code or None if unknown, error)."""
+        ended = []
+        for name, (run, proc, _) in list(self.running.items()):
+            code = proc.poll()
+            if code is not None:
+                del self.running[name]
+                ended.append((run, code if isinstance(proc, subprocess.Popen) else None, None))
+        return ended
+
+    def stop(self) -> None:
+        """SIGTERM every run (each saves a checkpoint and marks itself interrupted) and wait for them."""
+        for _, proc, _ in self.running.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _ in self.running.values():
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()

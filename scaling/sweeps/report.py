@@ -1,0 +1,103 @@
+"""Text tables for `sweep plan` and `sweep status`, and the launcher's one-line progress."""
+
+from __future__ import annotations
+
+import math
+
+from scaling.sweeps.estimate import Throughput
+from scaling.sweeps.fmt import duration, sci, si
+from scaling.sweeps.planner import PlannedRun, SweepPlan
+from scaling.sweeps.status import RunState, counts
+
+
+_TAG_LABELS = {"budget_flops": "C", "target_params": "N*", "tokens_per_param": "D/N", "budget_tokens": "D",
+               "budget_steps": "steps"}
+
+
+def tags(run: PlannedRun) -> str:
+    parts = []
+    for key, value in run.tags.items():
+        if key in ("stable_run", "branch_step"):
+            continue
+        if key == "wsd_role":
+            parts.append(value if value == "stable" else f"cooldown from step {run.tags['branch_step']}")
+        elif isinstance(value, float):
+            parts.append(f"{_TAG_LABELS.get(key, key.rsplit('.', 1)[-1])}={sci(value)}")
+        else:
+            parts.append(f"{_TAG_LABELS.get(key, key.rsplit('.', 1)[-1])}={value}")
+    return " ".join(parts)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned first and last columns, right-aligned numbers between."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells):
+        out = []
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+            out.append(str(cell).ljust(width) if i in (0, 1, len(cells) - 1) else str(cell).rjust(width))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def plan_table(plan: SweepPlan, throughput: Throughput, parallel: int) -> str:
+    spec = plan.spec
+    rows = []
+    total_seconds = 0.0
+    for run in plan.runs:
+        seconds = throughput.seconds(run.trained_steps, run.trained_flops)
+        total_seconds = total_seconds + seconds if seconds is not None else math.nan
+        rows.append([run.name, run.shape, si(run.n), si(run.tokens), sci(run.flops), sci(run.flops_6nd),
+                     f"{run.flops_6nd / run.flops:.2f}", sci(run.tokens / run.n), str(run.steps),
+                     duration(seconds), tags(run)])
+    headers = ["run", "shape", f"N ({spec.count})", "D", "C exact", "C 6ND", "6ND/C", "D/N", "steps",
+               "est", "tags"]
+    tokens = sum(r.trained_tokens for r in plan.runs)
+    flops = sum(r.trained_flops for r in plan.runs)
+    flops_6nd = sum(r.trained_tokens * r.accounting.flops_per_token_6n for r in plan.runs)
+    known = not math.isnan(total_seconds)
+    estimate = f"estimated time on {throughput.device}: {duration(total_seconds if known else None)} one run at a time"
+    if parallel > 1 and known and throughput.shared_note is None:
+        estimate += f", about {duration(total_seconds / parallel)} with --parallel {parallel} (one run per device)"
+    lines = [f"sweep {spec.name}: {len(plan.runs)} runs -> {plan.sweep_dir}", *filter(None, [spec.description]), "",
+             table(headers, rows), "",
+             f"to train: {si(tokens)} tokens, {sci(flops)} FLOPs exact ({sci(flops_6nd)} as 6ND)", estimate,
+             f"  ({throughput.basis})"]
+    if parallel > 1 and throughput.shared_note:
+        lines.append(f"  ({throughput.shared_note})")
+    if any(r.after for r in plan.runs):
+        lines.append("  (a WSD cooldown's D and C include its stable run's steps before the branch; "
+                     "est and the totals count only the steps it trains itself)")
+    lines += [f"skipped: {s}" for s in plan.skipped]
+    lines += [f"warning: {w}" for w in plan.warnings]
+    return "\n".join(lines)
+
+
+def _loss(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"
+
+
+def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) -> str:
+    rows = []
+    for s in states:
+        note = tags(s.run)
+        if s.status in ("failed", "blocked") and s.error:
+            note = f"{s.error.splitlines()[-1][:100]}"
+            if s.status == "failed":
+                note += f" (log: {s.run.run_dir / 'stderr.log'})"
+        rows.append([s.run.name, s.status, f"{s.step}/{s.run.steps}", si(s.step * s.run.tokens_per_step),
+                     _loss(s.train_loss), _loss(s.eval_loss), si(s.run.n), sci(s.run.flops), note])
+    headers = ["run", "status", "step", "tokens", "loss", "eval", "N", "C", "tags / error"]
+    launch = f"a launch is running (pid {launcher})" if launcher else "no launch is running"
+    return "\n".join([f"sweep {plan.spec.name} in {plan.sweep_dir}: {launch}", "", table(headers, rows), "",
+                      summary(states)])
+
+
+def summary(states: list[RunState]) -> str:
+    c = counts(states)
+    done_tokens = sum(s.trained_tokens for s in states)
+    target = sum(s.run.trained_tokens for s in states)
+    parts = [f"{c['done']}/{len(states)} done", f"{c['running']} running", f"{c['failed']} failed"]
+    parts += [f"{c[k]} {k}" for k in ("resumable", "pending", "blocked") if c[k]]
+    return f"{', '.join(parts)} | {si(done_tokens)}/{si(target)} tokens ({done_tokens / max(target, 1):.0%})"

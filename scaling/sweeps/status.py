@@ -1,0 +1,66 @@
+"""The state of every planned run, read from its run directory: what `sweep status` and the launcher's
+progress line show, and what a relaunch decides from.
+
+A run is ``running`` while the process the launcher recorded for it is alive, whatever run.json
+says yet. A run.json that says ``running`` with no live process was killed (with its launch, say)
+and is ``resumable``: the next launch resumes it from its checkpoint. SLURM jobs run on other
+hosts, so a submitted job counts as alive; a relaunch asks SLURM before it believes that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from scaling.rundir import RunDir
+from scaling.sweeps import state
+from scaling.sweeps.planner import PlannedRun
+
+STATUSES = ("done", "running", "failed", "resumable", "pending", "blocked")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    run: PlannedRun
+    status: str
+    step: int
+    train_loss: float | None
+    eval_loss: float | None
+    error: str | None
+    exit_code: int | None
+
+    @property
+    def trained_tokens(self) -> int:
+        """Tokens this run has computed itself (a cooldown's steps before its branch are its stable run's)."""
+        return max(0, self.step - (self.run.steps - self.run.trained_steps)) * self.run.tokens_per_step
+
+
+def is_alive(run: PlannedRun, launch: dict) -> bool:
+    if launch.get("executor") == "slurm":
+        return True
+    return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
+
+
+def read(run: PlannedRun) -> RunState:
+    info = RunDir(run.run_dir).read_run()
+    launch = state.read_launch(run.run_dir)
+    status = info.get("status") or "pending"
+    if status not in ("done", "failed") and launch and is_alive(run, launch):
+        status = "running"  # also a process that has not yet written run.json: never start it twice
+    elif status in ("running", "interrupted"):
+        status = "resumable"
+    row = state.last_metrics(run.run_dir) if status != "pending" else None
+    step = info.get("final_step") if status == "done" else (row or {}).get("step", 0)
+    return RunState(run, status, step or 0, (row or {}).get("train_loss"),
+                    info.get("final_eval_loss") if status == "done" else None,
+                    info.get("error"), launch.get("exit_code"))
+
+
+def collect(runs: list[PlannedRun]) -> list[RunState]:
+    states = [read(r) for r in runs]
+    failed = {s.run.name for s in states if s.status == "failed"}
+    return [dataclasses.replace(s, status="blocked", error=f"its stable run {s.run.after[0]} failed")
+            if s.status == "pending" and s.run.after and s.run.after[0] in failed else s for s in states]
+
+
+def counts(states: list[RunState]) -> dict[str, int]:
+    return {name: sum(s.status == name for s in states) for name in STATUSES}
