@@ -1,5 +1,5 @@
 """`scaling quickstart`: the offline first experiment. Runs ``sweeps/quickstart.yaml`` (a tiny IsoFLOP
-grid on the byte-level standard library, about five minutes on a 2-core CPU) and fits it.
+grid on the byte-level standard library, about four minutes on a 2-core CPU) and fits it.
 
 The sweep file is found next to the package (the repository checkout that ``pip install -e .``
 installs), so the file a reader opens in ``sweeps/`` is the one that runs: there is no packaged
@@ -19,8 +19,8 @@ from scaling.sweeps.fmt import sci, si
 from scaling.sweeps.local import LocalExecutor, visible_gpus
 from scaling.sweeps.status import collect
 
-# Tiny models keep about one core busy each: measured on 2 cores, two at once finish the sweep
-# about 1.8x sooner than one at a time.
+# Runs of tiny models leave cores idle between steps: on 2 cores two at once finished the sweep
+# about 1.25x sooner than one at a time (benchmarks/RESULTS.md).
 _MAX_PARALLEL = 4
 
 

@@ -20,8 +20,8 @@ import subprocess
 from scaling import hardware
 
 DEFAULT_MFU = 0.35
-# Fitted by benchmarks/bench_sweep.py to the 13 runs of sweeps/quickstart.yaml, one at a time with a
-# warm cache, on a 2-core x86 VM (models of 13k-200k parameters, batches of 16 x 64 tokens).
+# Fitted by benchmarks/bench_sweep.py to 13 quickstart-style runs (13k-200k parameters, batches of
+# 16 x 64 tokens), one at a time with a warm cache, on a 2-core x86 VM.
 _CPU = {"flops_per_s": 9e10, "step_overhead_s": 2e-3, "startup_s": 2.0}
 # On accelerators: host-side step dispatch and a compile of a mid-sized model.
 _ACCELERATOR = {"step_overhead_s": 5e-3, "startup_s": 30.0}
@@ -61,7 +61,7 @@ def for_device(device: str, mfu: float = DEFAULT_MFU) -> Throughput:
                           f"{_CPU['flops_per_s']:.2g} FLOP/s, {_CPU['step_overhead_s'] * 1e3:.0f} ms per step, "
                           f"{_CPU['startup_s']:.0f} s to start a run",
                           shared_note="runs at once share the CPU's cores: on the 2-core calibration machine "
-                          "--parallel 2 finished the quickstart sweep 1.3x sooner than one at a time", **_CPU)
+                          "--parallel 2 finished the quickstart sweep about 1.25x sooner than one at a time", **_CPU)
     peak = hardware.peak_flops(device)
     if peak is None:
         return Throughput(device, None, 0.0, 0.0, basis=f"{device!r} has no published peak in scaling.hardware: "

@@ -7,6 +7,7 @@ import math
 from scaling.sweeps.estimate import Throughput
 from scaling.sweeps.fmt import duration, sci, si
 from scaling.sweeps.planner import PlannedRun, SweepPlan
+from scaling.sweeps.state import STDERR
 from scaling.sweeps.status import RunState, counts
 
 
@@ -21,10 +22,9 @@ def tags(run: PlannedRun) -> str:
             continue
         if key == "wsd_role":
             parts.append(value if value == "stable" else f"cooldown from step {run.tags['branch_step']}")
-        elif isinstance(value, float):
-            parts.append(f"{_TAG_LABELS.get(key, key.rsplit('.', 1)[-1])}={sci(value)}")
         else:
-            parts.append(f"{_TAG_LABELS.get(key, key.rsplit('.', 1)[-1])}={value}")
+            label = _TAG_LABELS.get(key, key.rsplit(".", 1)[-1])
+            parts.append(f"{label}={sci(value) if isinstance(value, float) else value}")
     return " ".join(parts)
 
 
@@ -82,10 +82,12 @@ def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) 
     rows = []
     for s in states:
         note = tags(s.run)
-        if s.status in ("failed", "blocked") and s.error:
-            note = f"{s.error.splitlines()[-1][:100]}"
-            if s.status == "failed":
-                note += f" (log: {s.run.run_dir / 'stderr.log'})"
+        if s.status == "blocked":
+            note = s.error
+        elif s.status == "failed":
+            exit_code = f"exit {s.exit_code}: " if s.exit_code is not None else ""
+            error = (s.error or "no error recorded").splitlines()[-1][:100]
+            note = f"{exit_code}{error} (log: {s.run.run_dir / STDERR})"
         rows.append([s.run.name, s.status, f"{s.step}/{s.run.steps}", si(s.step * s.run.tokens_per_step),
                      _loss(s.train_loss), _loss(s.eval_loss), si(s.run.n), sci(s.run.flops), note])
     headers = ["run", "status", "step", "tokens", "loss", "eval", "N", "C", "tags / error"]

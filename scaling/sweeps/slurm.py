@@ -75,7 +75,10 @@ class SlurmExecutor:
         self.folder = Path(folder)
         self.cluster = cluster
         self.compile_cache = compile_cache
-        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
+        except RuntimeError as e:  # no srun/sbatch here
+            raise SweepError(f"--executor slurm: {e}") from None
         params = dict(parameters)
         if parallel is not None:
             params.setdefault("slurm_array_parallelism", parallel)
@@ -86,7 +89,12 @@ class SlurmExecutor:
         self.running: dict[str, tuple[PlannedRun, submitit.Job]] = {}
 
     def start(self, runs: list[tuple[PlannedRun, int]]) -> None:
-        jobs = self.executor.submit_array([TrainJob(run.run_dir, attempt, self.compile_cache) for run, attempt in runs])
+        try:
+            jobs = self.executor.submit_array([TrainJob(run.run_dir, attempt, self.compile_cache)
+                                               for run, attempt in runs])
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            raise SweepError(f"SLURM refused the jobs ({e}); jobs already submitted keep running, "
+                             "relaunch to follow them") from None
         for (run, attempt), job in zip(runs, jobs, strict=True):
             state.update_launch(run.run_dir, executor=self.name, job_id=job.job_id, folder=str(self.folder),
                                 pid=None, host=None, attempt=attempt, started=now(), finished=None, exit_code=None)
