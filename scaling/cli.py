@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. model.d_model=128")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("quickstart", help="prepare the embedded corpus and train a tiny model on CPU")
+    p = sub.add_parser("quickstart", help="run the tiny IsoFLOP sweep (sweeps/quickstart.yaml) on the "
+                                          "embedded corpus, then fit and plot it")
     p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
     p.set_defaults(func=_cmd_quickstart)
 
