@@ -68,6 +68,15 @@ def _size_colours(sweep: Sweep):
     return norm, [_CMAP(norm(x)) for x in n]
 
 
+def _size_coloured_curves(ax, sweep: Sweep, x_of, lw: float, alpha: float):
+    """One loss curve per run against ``x_of(flops, tokens)``, coloured by N; returns the colour norm."""
+    norm, colours = _size_colours(sweep)
+    for run, colour in zip(sweep.runs, colours):
+        flops, tokens, loss = run.curve()
+        ax.plot(x_of(flops, tokens), loss, color=colour, lw=lw, alpha=alpha)
+    return norm
+
+
 def _colourbar(fig, ax, norm, label):
     fig.colorbar(ScalarMappable(norm=norm, cmap=_CMAP), ax=ax, label=label)
 
@@ -75,10 +84,7 @@ def _colourbar(fig, ax, norm, label):
 def loss_curves(sweep: Sweep, out: Path) -> Drawn:
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
-    norm, colours = _size_colours(sweep)
-    for run, colour in zip(sweep.runs, colours):
-        _, tokens, loss = run.curve()
-        ax.plot(tokens, loss, color=colour, lw=1.0, alpha=0.85)
+    norm = _size_coloured_curves(ax, sweep, x_of=lambda flops, tokens: tokens, lw=1.0, alpha=0.85)
     ax.set(xscale="log", yscale="log", xlabel="training tokens D", ylabel="validation loss",
            title="Loss curves, coloured by model size")
     _colourbar(fig, ax, norm, "parameters N (total)")
@@ -88,10 +94,7 @@ def loss_curves(sweep: Sweep, out: Path) -> Drawn:
 def compute_frontier(sweep: Sweep, fits: dict, out: Path) -> Drawn:
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
-    norm, colours = _size_colours(sweep)
-    for run, colour in zip(sweep.runs, colours):
-        flops, _, loss = run.curve()
-        ax.plot(flops, loss, color=colour, lw=0.8, alpha=0.5)
+    norm = _size_coloured_curves(ax, sweep, x_of=lambda flops, tokens: flops, lw=0.8, alpha=0.5)
     curves = [r.curve() for r in sweep.runs]
     try:
         grid = make_curves(curves, sweep.column("n_params"))
