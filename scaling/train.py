@@ -130,10 +130,7 @@ def _prepare_run_dir(plan: Plan) -> None:
 def run(cfg: RunConfig) -> dict:
     """Train (or resume, or notice it is already done) and return the final run.json contents."""
     distributed.initialize(cfg.distributed)
-    return execute(resolve(cfg))
-
-
-def execute(plan: Plan) -> dict:
+    plan = resolve(cfg)
     cfg, rd = plan.cfg, plan.run_dir
     rd.writes = distributed.is_main()
     _prepare_run_dir(plan)
