@@ -10,6 +10,7 @@ non-embedding N, Chinchilla's approaches total N.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ from analysis import plots, report
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from analysis.chinchilla import fit_chinchilla
 from analysis.errors import FitError
-from analysis.extrapolate import extrapolation_check
+from analysis.extrapolate import holdout_check, holdout_mask
+from analysis.headline import headline
 from analysis.frontier import envelope, fit_approach1, fit_frontier, make_curves
 from analysis.isoflop import fit_isoflop, snap_budgets
-from analysis.kaplan import converged_minimum, fit_kaplan_d, fit_kaplan_n, fit_kaplan_nd
+from analysis.kaplan import converged_minimum, fit_kaplan_d, fit_kaplan_n, fit_kaplan_nd, flag_confounded
 from analysis.load import Sweep, load_runs
 from analysis.results import to_jsonable
 
@@ -37,8 +39,19 @@ def _token_envelope(sweep: Sweep):
     return tok.grid[ok], best[0, ok]
 
 
-def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout_above: float | None = None) -> dict:
-    """All fits for a sweep: ``{"fits": {name: FitResult}, "skipped": {name: reason}, "extrapolation": ...}``."""
+def _progress(message: str) -> None:
+    """One line per fit stage on stderr, so a long bootstrap is visibly working (stdout stays for results)."""
+    print(f"analyze: {message}", file=sys.stderr, flush=True)
+
+
+def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout: dict | None = None,
+             keep_unbracketed: bool = False, progress=_progress) -> dict:
+    """All fits for a sweep: ``{"fits": {name: FitResult}, "skipped": {name: reason}, "extrapolation": ...}``.
+
+    ``holdout`` is one of ``{"compute_above": C}``, ``{"largest_sizes": K}``,
+    ``{"n_above": N}``; without it the largest budget is held out when the
+    sweep has budgets (else the points of the largest compute).
+    """
     N, Nne, D, C = (sweep.column(k) for k in ("n_params", "n_params_non_embedding", "tokens", "compute"))
     loss = sweep.column("final_loss")
     targets = [r.compute_target for r in sweep.runs]
@@ -48,7 +61,9 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout_a
 
     def per_n():
         idx = converged_minimum(Nne, loss)
-        return fit_kaplan_n(Nne[idx], loss[idx], drop_top=drop_top, **common)
+        fit = fit_kaplan_n(Nne[idx], loss[idx], drop_top=drop_top, **common)
+        flag_confounded(fit, Nne[idx], D[idx])
+        return fit
 
     attempts = {
         "kaplan_n": per_n,
@@ -56,38 +71,49 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout_a
         "kaplan_compute": lambda: fit_frontier(make_curves(flop_curves, N), **common),
         "kaplan_nd": lambda: fit_kaplan_nd(Nne, D, loss, drop_top=drop_top, **common),
         "approach1": lambda: fit_approach1(make_curves(flop_curves, N), **common),
-        "isoflop": lambda: fit_isoflop(N, D, loss, C, budgets=budgets, drop_top=drop_top, **common),
-        "chinchilla": lambda: fit_chinchilla(N, D, loss, drop_top=drop_top, **common),
+        "isoflop": lambda: fit_isoflop(N, D, loss, C, budgets=budgets, drop_top=drop_top,
+                                       keep_unbracketed=keep_unbracketed, check_compute=False, **common),
+        "chinchilla": lambda: fit_chinchilla(N, D, loss, drop_top=drop_top, flops_per_token=C / D, **common),
     }
     fits, skipped = {}, {}
-    for name, attempt in attempts.items():
+    for i, (name, attempt) in enumerate(attempts.items(), start=1):
+        progress(f"[{i}/{len(attempts) + 1}] fitting {name} ({bootstrap.resamples} bootstrap resamples)")
         try:
             fits[name] = attempt()
+            progress(f"      {name}: {fits[name].status}")
         except FitError as exc:
             skipped[name] = str(exc)
-    if holdout_above is None and budgets is not None and np.any(budgets < budgets.max()):
-        holdout_above = float(C[budgets < budgets.max()].max())  # hold out exactly the largest budget
+            progress(f"      {name}: not fitted ({exc})")
+    if holdout is None:
+        if budgets is not None and np.any(budgets < budgets.max()):
+            holdout = {"compute_above": float(C[budgets < budgets.max()].max())}  # exactly the largest budget
+        else:
+            holdout = {"compute_above": float(C.max() / 1.1)}
+    progress(f"[{len(attempts) + 1}/{len(attempts) + 1}] hold-out check")
     extrapolation = None
     try:
-        extrapolation = extrapolation_check(N, D, loss, C, threshold=holdout_above, **common)
+        held, rule = holdout_mask(N, C, **holdout)
+        extrapolation = holdout_check(N, D, loss, C, held, rule=rule, flops_per_token=C / D, **common)
     except FitError as exc:
         skipped["extrapolation"] = str(exc)
     return {"fits": fits, "skipped": skipped, "extrapolation": extrapolation}
 
 
 def analyze(runs_dir, out_dir=None, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, drop_top: int = 0,
-            holdout_above: float | None = None) -> Path:
-    """Load, fit, draw and report; returns the output directory (default RUNS_DIR/analysis)."""
+            holdout: dict | None = None, keep_unbracketed: bool = False) -> tuple[Path, dict]:
+    """Load, fit, draw and report; returns the output directory (default RUNS_DIR/analysis) and fits.json's content."""
     sweep = load_runs(runs_dir)
     out = Path(out_dir) if out_dir is not None else Path(runs_dir) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
-    result = run_fits(sweep, bootstrap=bootstrap, drop_top=drop_top, holdout_above=holdout_above)
+    _progress(f"{len(sweep.runs)} finished runs from {runs_dir}")
+    result = run_fits(sweep, bootstrap=bootstrap, drop_top=drop_top, holdout=holdout,
+                      keep_unbracketed=keep_unbracketed)
     if not result["fits"]:
         reasons = "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
         raise FitError(f"no law could be fitted to the {len(sweep.runs)} runs in {runs_dir} ({reasons})")
     doc = {
         "schema": SCHEMA,
-        "source": {"runs_dir": str(runs_dir), "runs": len(sweep.runs)},
+        "source": {"runs_dir": str(runs_dir), "runs": len(sweep.runs), "loss_unit": sweep.loss_unit},
         "bootstrap": {"resamples": bootstrap.resamples, "seed": bootstrap.seed, "level": bootstrap.level},
         "notes": sweep.notes,
         "runs": sweep.table(),
@@ -95,7 +121,9 @@ def analyze(runs_dir, out_dir=None, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
         "skipped": result["skipped"],
         "extrapolation": result["extrapolation"],
     }
+    doc["headline"] = headline(result["fits"])
     (out / "fits.json").write_text(json.dumps(to_jsonable(doc), indent=1, allow_nan=False))
-    figures = plots.draw_all(sweep, result["fits"], out)
-    report.write_report(out / "report.html", doc, figures)
-    return out
+    _progress("drawing figures and the report")
+    figures, left_out = plots.draw_all(sweep, result["fits"], out, holdout=result["extrapolation"])
+    report.write_report(out / "report.html", doc, figures, left_out)
+    return out, doc

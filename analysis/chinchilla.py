@@ -6,9 +6,14 @@ printed fit had stopped early (the loss was averaged, not summed) and that its
 intervals were far too narrow.  See ``analysis.parametric`` for how the fit
 avoids both.  N is the total parameter count, as in Hoffmann et al.
 
-The compute-optimal allocation uses their closed form, which assumes
-C = 6 N D: N_opt = G (C/6)^a, D_opt = (C/6)^b / G with a = beta/(alpha+beta),
-b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
+The compute-optimal allocation uses their closed form when C = 6 N D is all
+that is known (a CSV): N_opt = G (C/6)^a, D_opt = (C/6)^b / G with
+a = beta/(alpha+beta), b = alpha/(alpha+beta),
+G = (alpha A / (beta B))^(1/(alpha+beta)).  When the runs record their exact
+FLOPs per token (run directories do), C = F(N) D with F interpolated from the
+runs, and the allocation minimises L(N, C / F(N)) over N numerically: for the
+small models of a CPU sweep F(N) is several times 6N, and the closed form
+would then disagree with Approaches 1 and 2, which use the exact count.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
-from analysis.errors import FitError, require_distinct
+from analysis import identify
+from analysis.errors import FitError, as_positive, require_distinct
 from analysis.parametric import fit_huber_grid, huber
 from analysis.points import prepare
 from analysis.results import FitResult
+from analysis.verdict import diagnostic
 
 FORMULA = "L(N, D) = E + A / N^alpha + B / D^beta"
 FITTED = ("E", "A", "B", "alpha", "beta")
@@ -60,18 +67,80 @@ def loss(p: dict, N, D):
         return p["E"] + p["A"] / np.power(N, p["alpha"]) + p["B"] / np.power(D, p["beta"])
 
 
-def compute_optimal(p: dict, C) -> dict:
-    """N_opt, D_opt, tokens per parameter and the loss there, at compute C (in 6ND FLOPs)."""
+def flop_model(N, flops_per_token) -> dict:
+    """Exact FLOPs per token as a function of N, from runs: ``{"N": [...], "ratio_to_6N": [...]}``.
+
+    ``N`` (total parameters) and ``flops_per_token`` are per run; the ratio
+    F(N) / 6N is averaged per distinct N.  ``flops_per_token_at`` interpolates
+    it in log N and holds the nearest end value beyond the sampled sizes
+    (the ratio falls towards 1 as models grow, so this overstates F there, a little).
+    """
+    N = np.asarray(N, dtype=np.float64)
+    ratio = np.asarray(flops_per_token, dtype=np.float64) / (6.0 * N)
+    sizes = np.unique(N)
+    return {"N": sizes.tolist(), "ratio_to_6N": [float(ratio[N == n].mean()) for n in sizes]}
+
+
+def flops_per_token_at(model: dict, N):
+    """F(N) from a ``flop_model``; broadcasts over N."""
+    logn = np.log(np.asarray(model["N"], dtype=np.float64))
+    r = np.log(np.asarray(model["ratio_to_6N"], dtype=np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 6.0 * N * np.exp(np.interp(np.log(N), logn, r))
+
+
+def _golden_log_n(f, lo, hi, iterations: int = 60):
+    """Minimiser over log N in [lo, hi] of a unimodal ``f(log N)``, elementwise (golden-section search)."""
+    g = (np.sqrt(5.0) - 1) / 2
+    a, b = lo, hi
+    for _ in range(iterations):
+        c, d = b - g * (b - a), a + g * (b - a)
+        left = f(c) < f(d)
+        a, b = np.where(left, a, c), np.where(left, d, b)
+    return (a + b) / 2
+
+
+def compute_optimal(p: dict, C, flops: dict | None = None) -> dict:
+    """N_opt, D_opt, tokens per parameter and the loss there, at compute C (FLOPs).
+
+    Without ``flops`` (a ``flop_model``), C = 6 N D and the closed form of
+    Hoffmann et al. (2022, eq. 4) is used; with it, C = F(N) D and
+    L(N, C / F(N)) is minimised over log N within 1e-5 of the closed-form
+    answer's neighbourhood (a factor e^8 either way).  Broadcasts bootstrap
+    arrays in ``p`` against C.
+    """
     d = derived(p)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         n = d["G"] * np.power(C / 6.0, d["a"])
-        dd = np.power(C / 6.0, d["b"]) / d["G"]
+        if flops is None:
+            dd = np.power(C / 6.0, d["b"]) / d["G"]
+        else:
+            guess = np.log(n)
+            logn = _golden_log_n(lambda u: loss(p, np.exp(u), C / flops_per_token_at(flops, np.exp(u))),
+                                 guess - 8.0, guess + 8.0)
+            n = np.exp(logn)
+            dd = C / flops_per_token_at(flops, n)
         return {"N_opt": n, "D_opt": dd, "tokens_per_param": dd / n, "loss": loss(p, n, dd)}
 
 
+def allocation_rule(fit_extra: dict) -> str:
+    """How a fit's compute-optimal allocation counts FLOPs, in words."""
+    if fit_extra.get("flop_model"):
+        return "C = exact FLOPs per token (from the runs) x D"
+    return "C = 6ND (no per-token FLOP count given)"
+
+
 def fit_chinchilla(N, D, loss_values, *, weights=None, drop_top: int = 0, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-                   reduction: str = "sum", grid: np.ndarray | None = None, **optimizer) -> FitResult:
-    """Approach 3 on final losses; N must count all parameters (Hoffmann et al.'s convention)."""
+                   reduction: str = "sum", grid: np.ndarray | None = None, flops_per_token=None,
+                   **optimizer) -> FitResult:
+    """Approach 3 on final losses; N must count all parameters (Hoffmann et al.'s convention).
+
+    ``flops_per_token`` (optional, one per point) is each run's exact training
+    FLOPs per token; with it the compute-optimal allocation uses C = F(N) D
+    instead of 6ND.  The result carries the verdict of ``analysis.identify``
+    and of the bootstrap-health checks; the objective's profiles along E and
+    the exponents are in ``extra["profiles"]``.
+    """
     pts = prepare("chinchilla fit", 6, loss=loss_values, N=N, D=D, drop_top=drop_top, weights=weights)
     require_distinct("N", pts["N"], 2, "chinchilla fit")
     require_distinct("D", pts["D"], 2, "chinchilla fit")
@@ -93,9 +162,23 @@ def fit_chinchilla(N, D, loss_values, *, weights=None, drop_top: int = 0, bootst
     samples = named(fit.samples) if len(fit.samples) else {}
     resid = np.log(loss(params, pts["N"], pts["D"])) - np.log(pts["loss"])
     notes = pts.notes()
+    diagnostics = [*pts.diagnostics, *identify.design(pts["N"], pts["D"])]
     if not fit.convergence["converged"]:
-        notes.append(f"best start did not converge: {fit.convergence['reason']}")
-    return FitResult(law="chinchilla", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
-                     seed=bootstrap.seed, data={"N": pts["N"].tolist(), "D": pts["D"].tolist(),
-                                                "loss": pts["loss"].tolist(), "weight": pts.weights.tolist()},
-                     residuals=resid.tolist(), n_kind="total", notes=notes, convergence=fit.convergence)
+        diagnostics.append(diagnostic("not_converged",
+                                               f"the best start did not converge ({fit.convergence['reason']})"))
+    found, profiles = identify.optimum(fit, objective, loss=pts["loss"], exponents={"alpha": 3, "beta": 4}, log_e=2)
+    extra = {"profiles": profiles}
+    if flops_per_token is not None:
+        fpt = as_positive("chinchilla fit: flops_per_token", flops_per_token)
+        if len(fpt) != len(np.atleast_1d(N)):
+            raise FitError("chinchilla fit: flops_per_token needs one value per point")
+        extra["flop_model"] = flop_model(np.asarray(N, dtype=np.float64), fpt)
+    extra["allocation"] = allocation_rule(extra)
+    result = FitResult(law="chinchilla", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
+                       seed=bootstrap.seed, data={"N": pts["N"].tolist(), "D": pts["D"].tolist(),
+                                                  "loss": pts["loss"].tolist(), "weight": pts.weights.tolist()},
+                       residuals=resid.tolist(), n_kind="total", notes=notes, convergence=fit.convergence,
+                       extra=extra, diagnostics=diagnostics)
+    result.flag(found)
+    result.check_bootstrap(fitted=("E", "alpha", "beta", "a", "b"))
+    return result

@@ -1,9 +1,11 @@
-"""Extrapolation check: fit on the cheap runs, predict the expensive ones, report the miss.
+"""Hold-out checks: fit on the cheap (or small) runs, predict the rest, report the miss.
 
 A scaling law is used to extrapolate, so the fairest test of one is held-out
-compute: everything below a threshold is fitted, everything above is
-predicted, and the relative error and whether each truth fell inside the
-bootstrap interval are reported.
+data: everything below a compute threshold (or every model but the largest K
+sizes, or below a size threshold) is fitted, the rest is predicted, and the
+relative error and whether each truth fell inside the bootstrap interval are
+reported.  The held-out fit carries its own verdict: a miss from an
+unidentified fit says nothing about the law.
 """
 
 from __future__ import annotations
@@ -13,22 +15,49 @@ import numpy as np
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from analysis.chinchilla import fit_chinchilla
 from analysis.errors import FitError
+from analysis.kaplan import fit_kaplan_nd
 from analysis.predict import at_size
 
+FITTERS = {"chinchilla": fit_chinchilla, "kaplan_nd": fit_kaplan_nd}
 
-def extrapolation_check(N, D, loss, C, *, threshold: float | None = None, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-                        **fit_options) -> dict:
-    """Fit Approach 3 on points with C <= threshold and predict the rest.
 
-    Without a threshold the points of the largest compute (within 10%) are held out.
+def holdout_mask(N, C, *, compute_above: float | None = None, largest_sizes: int | None = None,
+                 n_above: float | None = None) -> tuple[np.ndarray, str]:
+    """Which points to hold out, and the rule in words; exactly one rule must be given.
+
+    ``compute_above``: points with C above it; ``largest_sizes``: every point of
+    the K largest distinct N; ``n_above``: points with N above it.
     """
+    N, C = np.asarray(N, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    given = [x is not None for x in (compute_above, largest_sizes, n_above)]
+    if sum(given) != 1:
+        raise FitError("give exactly one hold-out rule: compute above C, the largest K sizes, or N above a value")
+    if compute_above is not None:
+        return C > compute_above, f"runs with compute above {compute_above:.3g} FLOPs"
+    if largest_sizes is not None:
+        sizes = np.unique(N)
+        if not 0 < largest_sizes < len(sizes):
+            raise FitError(f"cannot hold out the {largest_sizes} largest of {len(sizes)} distinct model sizes")
+        cut = sizes[-largest_sizes]
+        return N >= cut, f"the {largest_sizes} largest model size(s) (N >= {cut:.3g})"
+    return N > n_above, f"runs with N above {n_above:.3g}"
+
+
+def holdout_check(N, D, loss, C, held, *, rule: str, law: str = "chinchilla",
+                  bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, **fit_options) -> dict:
+    """Fit ``law`` (chinchilla or kaplan_nd) on the points not ``held`` and predict the held ones.
+
+    Returns per held-out point N, D, C, loss, the prediction with its interval,
+    the relative error and whether the truth is inside; and the fit's verdict.
+    """
+    if law not in FITTERS:
+        raise FitError(f"hold-out checks predict losses at (N, D), which needs the chinchilla or kaplan_nd law, "
+                       f"not {law}")
     N, D, loss, C = (np.asarray(a, dtype=np.float64) for a in (N, D, loss, C))
-    if threshold is None:
-        threshold = C.max() / 1.1
-    held = C > threshold
+    held = np.asarray(held, dtype=bool)
     if not held.any() or held.all():
-        raise FitError(f"extrapolation check: threshold {threshold:.3g} leaves no runs on one side")
-    fit = fit_chinchilla(N[~held], D[~held], loss[~held], bootstrap=bootstrap, **fit_options)
+        raise FitError(f"hold-out check: holding out {rule} leaves no runs on one side")
+    fit = FITTERS[law](N[~held], D[~held], loss[~held], bootstrap=bootstrap, **fit_options)
     rows = []
     for n, d, l, c in zip(N[held], D[held], loss[held], C[held]):
         pred = at_size(fit, n, d)["loss"]
@@ -37,8 +66,22 @@ def extrapolation_check(N, D, loss, C, *, threshold: float | None = None, bootst
                      "ci": pred["ci"], "relative_error": (pred["value"] - l) / l,
                      "inside_interval": bool(lo <= l <= hi)})
     errors = np.array([r["relative_error"] for r in rows])
-    return {"law": "chinchilla", "threshold": float(threshold), "fitted_points": int((~held).sum()),
-            "held_out": rows, "mean_abs_relative_error": float(np.mean(np.abs(errors))),
+    return {"law": law, "rule": rule, "fitted_points": int((~held).sum()), "held_out": rows,
+            "mean_abs_relative_error": float(np.mean(np.abs(errors))),
             "max_abs_relative_error": float(np.max(np.abs(errors))),
             "fraction_inside_interval": float(np.mean([r["inside_interval"] for r in rows])),
-            "fit_params": fit.params}
+            "fit_params": fit.params, "fit_status": fit.status, "fit_diagnostics": fit.diagnostics}
+
+
+def extrapolation_check(N, D, loss, C, *, threshold: float | None = None, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+                        **fit_options) -> dict:
+    """Approach 3 fitted on points with C <= threshold, predicting the rest.
+
+    Without a threshold the points of the largest compute (within 10%) are held out.
+    """
+    C = np.asarray(C, dtype=np.float64)
+    threshold = C.max() / 1.1 if threshold is None else threshold
+    held, rule = holdout_mask(N, C, compute_above=threshold)
+    out = holdout_check(N, D, loss, C, held, rule=rule, bootstrap=bootstrap, **fit_options)
+    out["threshold"] = float(threshold)
+    return out

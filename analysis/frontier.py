@@ -20,6 +20,7 @@ from analysis.errors import FitError
 from analysis.kaplan import fit_kaplan_compute
 from analysis.powerlaw import fit_lines
 from analysis.results import FitResult
+from analysis.verdict import diagnostic
 
 GRID_POINTS = 200
 
@@ -85,6 +86,7 @@ def fit_frontier(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) ->
             result.samples = {"alpha_C": -slope, "C_c": np.exp(intercept / -slope)}
     result.notes.append(f"envelope of {len(curves.n)} training curves on {len(curves.grid)} compute values; "
                         "bootstrap resamples runs")
+    result.check_bootstrap(fitted=("alpha_C",))
     return result
 
 
@@ -128,10 +130,17 @@ def fit_approach1(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -
     samples = named(*_approach1_points(curves, bootstrap.counts(len(curves.n)))[:2]) if bootstrap.resamples else {}
     ok = interior[0]
     resid = params["a"] * logc[ok] + np.log(params["N_coef"]) - logn[0][ok]
-    return FitResult(law="approach1", formula="N_opt(C) = N_coef C^a, D_opt(C) = D_coef C^b (training-curve envelope)",
-                     params=params, samples=samples, level=bootstrap.level, seed=bootstrap.seed,
-                     data={"C": curves.grid[ok].tolist(), "N_opt": np.exp(logn[0][ok]).tolist(),
-                           "D_opt": np.exp(logd[0][ok]).tolist()},
-                     residuals=resid.tolist(), n_kind="total",
-                     notes=[(f"{int(ok.sum())} of {len(logc)} compute values have an interior winner "
-                             f"({len(winners)} distinct model sizes); bootstrap resamples runs")])
+    result = FitResult(law="approach1",
+                       formula="N_opt(C) = N_coef C^a, D_opt(C) = D_coef C^b (training-curve envelope)",
+                       params=params, samples=samples, level=bootstrap.level, seed=bootstrap.seed,
+                       data={"C": curves.grid[ok].tolist(), "N_opt": np.exp(logn[0][ok]).tolist(),
+                             "D_opt": np.exp(logd[0][ok]).tolist()},
+                       residuals=resid.tolist(), n_kind="total",
+                       notes=[(f"{int(ok.sum())} of {len(logc)} compute values have an interior winner "
+                               f"({len(winners)} distinct model sizes); bootstrap resamples runs")])
+    if len(winners) < 3:
+        result.flag([diagnostic("few_winners", f"only {len(winners)} model sizes win the envelope away from the "
+                                "smallest and largest model: the exponent is a step between them, not a trend; "
+                                "more sizes per budget would help")])
+    result.check_bootstrap(fitted=("a", "b"))
+    return result

@@ -5,7 +5,14 @@ exact C snapped to budgets by clustering log C).  Within a budget the loss is
 fitted as a parabola in log N; its vertex is N*, the loss there is L*, and D*
 comes from a straight line of log D on log N within the budget, evaluated at
 N*, which needs no 6ND assumption.  Budgets whose parabola opens downwards or
-whose vertex falls outside the sampled sizes are left out, with a note.
+whose vertex falls outside the sampled sizes are left out, with a note.  So,
+by default, is a budget whose lowest *observed* loss is at its smallest or
+largest sampled size even when the parabola's vertex lands inside: its
+minimum is not bracketed, and the vertex is then set by the parabola's
+curvature, not by data (Hoffmann et al. 2022 and Porian et al. 2024 use a
+budget only when smaller and larger sizes both lose).  ``keep_unbracketed``
+keeps such budgets with a warning.  Every budget's bracketing is recorded in
+``extra["budgets"]``.
 
 Then log N* and log D* are fitted as straight lines in log C.  With
 ``weighted=True`` each budget's minimum is weighted by the inverse of its
@@ -24,9 +31,10 @@ import numpy as np
 
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from analysis.errors import FitError
-from analysis.points import prepare
+from analysis.points import compute_consistency, prepare
 from analysis.powerlaw import fit_lines
 from analysis.results import FitResult
+from analysis.verdict import diagnostic
 
 FORMULA = "N_opt(C) = N_coef C^a, D_opt(C) = D_coef C^b (IsoFLOP minima)"
 SNAP_TOLERANCE = 0.05  # in log10 C: points within ~12% of each other's compute share a budget
@@ -94,29 +102,58 @@ def _laws(logc, logn_star, logd_star, wn, wd):
 
 
 def fit_isoflop(N, D, loss_values, C, *, budgets=None, weights=None, drop_top: int = 0,
-                bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, weighted: bool = False, min_points_per_budget: int = 3) -> FitResult:
+                bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, weighted: bool = False, min_points_per_budget: int = 3,
+                keep_unbracketed: bool = False, check_compute: bool = True) -> FitResult:
     """Approach 2 on final losses; N is the total parameter count, C the compute of each point.
 
     ``budgets`` gives each point's nominal budget (e.g. the sweep's compute
     targets, which differ slightly from run to run with the exact FLOP count);
     either it or C is grouped into budgets with ``snap_budgets``.
+    ``check_compute`` compares C with 6ND (for given C of unknown provenance;
+    a sweep's exact counts legitimately differ from 6ND for tiny models).
     """
     cols = {"N": N, "D": D, "C": C} if budgets is None else {"N": N, "D": D, "C": C, "budget": budgets}
     pts = prepare("isoflop fit", 2 * min_points_per_budget, loss=loss_values, drop_top=drop_top, weights=weights,
                   **cols)
     labels = snap_budgets(pts["C"] if budgets is None else pts["budget"])
     notes = pts.notes()
+    diagnostics = list(pts.diagnostics)
+    if check_compute:
+        diagnostics += compute_consistency(pts["N"], pts["D"], pts["C"])
     keep = np.zeros(len(pts), dtype=bool)
+    record, unbracketed = [], []
     for lab in np.unique(labels):
         members = labels == lab
-        if len(np.unique(np.round(np.log(pts["N"][members]), 9))) >= min_points_per_budget:
-            keep |= members
-        else:
+        n_b, l_b = pts["N"][members], pts["loss"][members]
+        sizes = len(np.unique(np.round(np.log(n_b), 9)))
+        best_n = float(n_b[np.argmin(l_b)])
+        bracketed = bool(n_b.min() < best_n < n_b.max())
+        entry = {"C": float(lab), "sizes": sizes, "N_min": float(n_b.min()), "N_max": float(n_b.max()),
+                 "N_lowest_loss": best_n, "bracketed": bracketed, "used": False}
+        record.append(entry)
+        if sizes < min_points_per_budget:
             notes.append(f"budget {lab:.3g}: fewer than {min_points_per_budget} model sizes, left out")
+            entry["why_not"] = f"fewer than {min_points_per_budget} sizes"
+            continue
+        if not bracketed:
+            end = "smallest" if best_n == n_b.min() else "largest"
+            unbracketed.append(f"{lab:.3g} (lowest loss at its {end} N, {best_n:.3g})")
+            if not keep_unbracketed:
+                entry["why_not"] = f"lowest loss at the {end} sampled size"
+                continue
+        keep |= members
+    if unbracketed:
+        action = "kept as asked (their N* comes from the parabola's shape, not from data)" if keep_unbracketed \
+            else "left out"
+        diagnostics.append(diagnostic("unbracketed_budget",
+                                      f"budget(s) {', '.join(unbracketed)} do not bracket their minimum: {action}; "
+                                      "sample sizes on the other side of the minimum to use them"))
     budget_values = np.unique(labels[keep])
     if len(budget_values) < 2:
         raise FitError(f"isoflop fit needs at least 2 compute budgets with {min_points_per_budget} or more model "
-                       f"sizes each, got {len(budget_values)}")
+                       f"sizes each that bracket their minimum, got {len(budget_values)}"
+                       + (f" (unbracketed: {', '.join(unbracketed)}; --keep-unbracketed uses them with a warning)"
+                          if unbracketed and not keep_unbracketed else ""))
     budget_index = np.searchsorted(budget_values, labels[keep])
     logn, logd, loss = np.log(pts["N"][keep]), np.log(pts["D"][keep]), pts["loss"][keep]
     w = pts.weights[keep]
@@ -124,10 +161,16 @@ def fit_isoflop(N, D, loss_values, C, *, budgets=None, weights=None, drop_top: i
     point = _vertices(logn, logd, loss, budget_index, len(budget_values), w[None, :])[:, 0, :]
     usable = np.isfinite(point[0])
     for bv, ok in zip(budget_values, usable):
+        entry = next(e for e in record if e["C"] == float(bv))
+        entry["vertex_inside"] = bool(ok)
+        entry["used"] = bool(ok)
         if not ok:
+            entry["why_not"] = "parabola has no minimum inside the sampled sizes"
             notes.append(f"budget {bv:.3g}: parabola has no minimum inside the sampled sizes, left out")
     if usable.sum() < 2:
-        raise FitError("isoflop fit: fewer than 2 budgets have a parabola with a minimum inside the sampled sizes")
+        raise FitError("isoflop fit: fewer than 2 budgets have a parabola with a minimum inside the sampled sizes"
+                       + ("" if keep_unbracketed or not unbracketed else
+                          f" (left out as unbracketed: {', '.join(unbracketed)})"))
     logc = np.log(budget_values)
 
     boot = None
@@ -152,12 +195,18 @@ def fit_isoflop(N, D, loss_values, C, *, budgets=None, weights=None, drop_top: i
         minima["log_N_opt_sd"] = _spread(boot[0])[usable].tolist()
         minima["log_D_opt_sd"] = _spread(boot[1])[usable].tolist()
     resid = params["a"] * logc[usable] + np.log(params["N_coef"]) - point[0][usable]
-    return FitResult(law="isoflop", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
-                     seed=bootstrap.seed,
-                     data={"N": np.exp(logn).tolist(), "D": np.exp(logd).tolist(), "loss": loss.tolist(),
-                           "budget": budget_values[budget_index].tolist(), "weight": w.tolist()},
-                     residuals=resid.tolist(), n_kind="total", notes=notes,
-                     extra={"minima": minima, "weighted": weighted})
+    if usable.sum() == 2:
+        diagnostics.append(diagnostic("two_budgets", "only 2 budgets have a usable minimum: the exponent is a line "
+                                      "through two points, with no check that the optima follow a power law; "
+                                      "add budgets"))
+    result = FitResult(law="isoflop", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
+                       seed=bootstrap.seed,
+                       data={"N": np.exp(logn).tolist(), "D": np.exp(logd).tolist(), "loss": loss.tolist(),
+                             "budget": budget_values[budget_index].tolist(), "weight": w.tolist()},
+                       residuals=resid.tolist(), n_kind="total", notes=notes,
+                       extra={"minima": minima, "weighted": weighted, "budgets": record}, diagnostics=diagnostics)
+    result.check_bootstrap(fitted=("a", "b"))
+    return result
 
 
 def fit_optima(C, n_opt, d_opt, *, n_sd=None, d_sd=None, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> FitResult:
@@ -181,8 +230,10 @@ def fit_optima(C, n_opt, d_opt, *, n_sd=None, d_sd=None, bootstrap: Bootstrap = 
         counts = bootstrap.counts(len(logc))
         samples = _laws(logc, logn, logd, counts * wn[None], counts * wd[None])
     resid = params["a"] * logc + np.log(params["N_coef"]) - logn
-    return FitResult(law="isoflop_optima", formula=FORMULA, params=params, samples=samples, level=bootstrap.level,
-                     seed=bootstrap.seed, data={"C": pts["C"].tolist(), "N_opt": pts["N_opt"].tolist(),
-                                                "D_opt": pts["D_opt"].tolist()},
-                     residuals=resid.tolist(), n_kind="total",
-                     notes=["weighted by inverse variance of log N*/log D*" if n_sd is not None else "unweighted"])
+    result = FitResult(law="isoflop_optima", formula=FORMULA, params=params, samples=samples,
+                       level=bootstrap.level, seed=bootstrap.seed,
+                       data={"C": pts["C"].tolist(), "N_opt": pts["N_opt"].tolist(), "D_opt": pts["D_opt"].tolist()},
+                       residuals=resid.tolist(), n_kind="total", diagnostics=list(pts.diagnostics),
+                       notes=["weighted by inverse variance of log N*/log D*" if n_sd is not None else "unweighted"])
+    result.check_bootstrap(fitted=("a", "b"))
+    return result

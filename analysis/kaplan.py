@@ -15,12 +15,14 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 
+from analysis import identify
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from analysis.errors import FitError, require_distinct
 from analysis.parametric import fit_huber_grid, huber
 from analysis.points import prepare
 from analysis.powerlaw import fit_lines
 from analysis.results import FitResult
+from analysis.verdict import UNIDENTIFIED, diagnostic
 
 _SINGLE = {
     # law: (variable, exponent name, scale name, formula, n_kind)
@@ -28,6 +30,7 @@ _SINGLE = {
     "kaplan_d": ("D", "alpha_D", "D_c", "L(D) = (D_c / D)^alpha_D", "n/a"),
     "kaplan_compute": ("C", "alpha_C", "C_c", "L(C_min) = (C_c / C_min)^alpha_C", "n/a"),
 }
+CONFOUNDED_RATIO = 4.0  # L(N) points whose D/N varies more than this are on a grid, not at convergence
 ND_FORMULA = "L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D"
 
 # Starts over (log N_c, log D_c, alpha_N, alpha_D); Kaplan's own values (log N_c = 32,
@@ -57,10 +60,34 @@ def fit_kaplan_single(law: str, x, loss_values, *, weights=None, drop_top: int =
     if bootstrap.resamples:
         samples = named(*fit_lines(u, v, bootstrap.counts(len(u)) * pts.weights[None, :]))
     resid = (intercept[0] + slope[0] * u) - v
-    return FitResult(law=law, formula=formula, params=params, samples=samples, level=bootstrap.level,
-                     seed=bootstrap.seed, data={var: pts[var].tolist(), "loss": pts["loss"].tolist(),
-                                                "weight": pts.weights.tolist()},
-                     residuals=resid.tolist(), n_kind=n_kind or default_kind, notes=pts.notes())
+    result = FitResult(law=law, formula=formula, params=params, samples=samples, level=bootstrap.level,
+                       seed=bootstrap.seed, data={var: pts[var].tolist(), "loss": pts["loss"].tolist(),
+                                                  "weight": pts.weights.tolist()},
+                       residuals=resid.tolist(), n_kind=n_kind or default_kind, notes=pts.notes(),
+                       diagnostics=list(pts.diagnostics))
+    k = len(np.unique(np.round(u, 9)))
+    if k < 3:
+        result.flag([diagnostic(f"few_distinct_{var}", f"only {k} distinct {var}: a line through two points "
+                                "fits exactly and tests nothing; need at least 3")])
+    result.check_bootstrap(fitted=(exp_name,))
+    return result
+
+
+def flag_confounded(result: FitResult, N, D) -> None:
+    """Mark an L(N) fit unidentified when its points' tokens per parameter vary widely.
+
+    Kaplan et al. fit L(N) to models trained to convergence (or at one large
+    D/N).  On an IsoFLOP grid each size's best run sits at a different
+    tokens-per-parameter ratio, so the slope mixes the N and D effects: the
+    fit is meaningless by design, not merely noisy.
+    """
+    ratio = np.asarray(D, dtype=np.float64) / np.asarray(N, dtype=np.float64)
+    if ratio.max() / ratio.min() > CONFOUNDED_RATIO:
+        result.flag([diagnostic("confounded_design",
+                                f"L(N) needs each size trained to convergence or at one tokens-per-parameter ratio; "
+                                f"here the points used range from {ratio.min():.3g} to {ratio.max():.3g} tokens per "
+                                "parameter (an IsoFLOP-style grid, where N and D are not varied independently), so "
+                                "the exponent mixes the effects of N and D and means nothing", UNIDENTIFIED)])
 
 
 def fit_kaplan_n(N, loss_values, **kw) -> FitResult:
@@ -108,14 +135,19 @@ def fit_kaplan_nd(N, D, loss_values, *, weights=None, drop_top: int = 0, bootstr
     if not (params["alpha_N"] > 0 and params["alpha_D"] > 0):
         raise FitError("kaplan_nd fit: loss does not fall with both N and D; the data cannot identify this law")
     resid = np.log(nd_loss(params, pts["N"], pts["D"])) - np.log(pts["loss"])
-    notes = pts.notes()
+    diagnostics = [*pts.diagnostics, *identify.design(pts["N"], pts["D"])]
     if not fit.convergence["converged"]:
-        notes.append(f"best start did not converge: {fit.convergence['reason']}")
-    return FitResult(law="kaplan_nd", formula=ND_FORMULA, params=params,
-                     samples=named(fit.samples) if len(fit.samples) else {}, level=bootstrap.level,
-                     seed=bootstrap.seed, data={"N": pts["N"].tolist(), "D": pts["D"].tolist(),
-                                                "loss": pts["loss"].tolist(), "weight": pts.weights.tolist()},
-                     residuals=resid.tolist(), n_kind="non_embedding", notes=notes, convergence=fit.convergence)
+        diagnostics.append(diagnostic("not_converged", f"the best start did not converge ({fit.convergence['reason']})"))
+    found, profiles = identify.optimum(fit, nd_objective, loss=pts["loss"], exponents={"alpha_N": 2, "alpha_D": 3})
+    result = FitResult(law="kaplan_nd", formula=ND_FORMULA, params=params,
+                       samples=named(fit.samples) if len(fit.samples) else {}, level=bootstrap.level,
+                       seed=bootstrap.seed, data={"N": pts["N"].tolist(), "D": pts["D"].tolist(),
+                                                  "loss": pts["loss"].tolist(), "weight": pts.weights.tolist()},
+                       residuals=resid.tolist(), n_kind="non_embedding", notes=pts.notes(),
+                       convergence=fit.convergence, extra={"profiles": profiles}, diagnostics=diagnostics)
+    result.flag(found)
+    result.check_bootstrap(fitted=("alpha_N", "alpha_D"))
+    return result
 
 
 def converged_minimum(group, loss_values) -> np.ndarray:

@@ -47,6 +47,7 @@ class Run:
     train_loss: np.ndarray
     eval_loss: np.ndarray
     status: str = "done"
+    loss_unit: str = "loss"
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flops, tokens, loss) of the validation curve, or the training curve if never evaluated."""
@@ -63,6 +64,12 @@ class Sweep:
     root: str
     runs: list[Run]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def loss_unit(self) -> str:
+        """What the losses measure, from the runs' tokenizer: "nats per byte", "nats per token" or just "loss"."""
+        units = {r.loss_unit for r in self.runs}
+        return units.pop() if len(units) == 1 else "loss (runs differ in tokenizer: not comparable)"
 
     def column(self, name: str) -> np.ndarray:
         return np.array([getattr(r, name) for r in self.runs], dtype=np.float64)
@@ -104,6 +111,16 @@ def _read_metrics(path: Path) -> tuple[list[dict], int]:
             else:
                 bad += 1
     return records, bad
+
+
+def _loss_unit(meta: dict) -> str:
+    """Cross-entropy is in nats per tokenizer unit: per byte for the byte tokenizer, per token otherwise."""
+    dataset = meta.get("dataset")
+    tokenizer = dataset.get("tokenizer") if isinstance(dataset, dict) else None
+    kind = tokenizer.get("kind") if isinstance(tokenizer, dict) else None
+    if kind == "byte":
+        return "nats per byte"
+    return "nats per token" if isinstance(kind, str) and kind else "loss"
 
 
 def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
@@ -165,7 +182,8 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
                compute=compute, compute_6nd=6.0 * n * tokens,
                compute_target=target if math.isfinite(target) and target > 0 else None,
                final_loss=final, final_loss_source=source, steps=col["step"], curve_tokens=col["tokens"],
-               curve_flops=col["flops"], train_loss=col["train_loss"], eval_loss=col["eval_loss"]), notes
+               curve_flops=col["flops"], train_loss=col["train_loss"], eval_loss=col["eval_loss"],
+               loss_unit=_loss_unit(meta)), notes
 
 
 def load_runs(root) -> Sweep:
@@ -191,6 +209,7 @@ class Table:
 
     cols: dict[str, np.ndarray]
     notes: list[str]
+    compute_given: bool = False
 
 
 def parse_where(clauses) -> dict[str, str]:
@@ -238,7 +257,8 @@ def load_csv(path, *, n_col: str = "N", d_col: str = "D", loss_col: str = "loss"
 
     cols = {"N": column(n_col), "D": column(d_col), "loss": column(loss_col)}
     notes = []
-    if c_col and c_col in header:
+    given = bool(c_col and c_col in header)
+    if given:
         cols["C"] = column(c_col)
     else:
         cols["C"] = 6.0 * cols["N"] * cols["D"]
@@ -247,4 +267,4 @@ def load_csv(path, *, n_col: str = "N", d_col: str = "D", loss_col: str = "loss"
         if weight_col not in header:
             raise FitError(f"{path}: missing weight column {weight_col!r}")
         cols["weight"] = column(weight_col)
-    return Table(cols=cols, notes=notes)
+    return Table(cols=cols, notes=notes, compute_given=given)

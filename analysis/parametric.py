@@ -21,8 +21,10 @@ Objectives have the signature ``objective(x, w, logN, logD, logL, scale)``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,9 +46,60 @@ def huber(r, delta=HUBER_DELTA):
 
 @dataclass(frozen=True)
 class ParametricFit:
+    """Best point ``x``, bootstrap refits ``samples``, and the polished starts (for the identifiability checks)."""
+
     x: np.ndarray
     samples: np.ndarray
     convergence: dict
+    polished_x: np.ndarray
+    polished_f: np.ndarray
+    data: tuple
+    weights: np.ndarray
+
+
+@functools.cache
+def _profiled(objective):
+    """``objective`` on x = (theta, mask): the coordinates where mask is 1 stay at their start value.
+
+    Both halves go through ``stop_gradient`` where fixed, so their gradient is
+    exactly zero and L-BFGS never moves them; one compiled function then serves
+    every (parameter, value) lane of a profile.  Cached so jit sees one object.
+    """
+    def fixed(x, w, *data):
+        k = x.shape[0] // 2
+        mask = jax.lax.stop_gradient(x[k:])
+        theta = jnp.where(mask > 0, jax.lax.stop_gradient(x[:k]), x[:k])
+        return objective(theta, w, *data)
+    return fixed
+
+
+def profile(fit: ParametricFit, objective, fixed: list[tuple[int, np.ndarray]], *, maxiter: int = 500) -> list:
+    """Profile of the objective: for each (index, values), the minimum over the other coordinates.
+
+    Each fixed value is re-minimised from the distinct polished minima (at most
+    ``MAX_WARM_STARTS``) and the best kept.  Returns one array of minima per
+    entry of ``fixed``, matching ``values``.  Computed once on the point fit:
+    it is a property of the data, not something to repeat per resample.
+    """
+    starts = _distinct(fit.polished_x[np.argsort(fit.polished_f)], MAX_WARM_STARTS)
+    dim = starts.shape[1]
+    lanes = []
+    for index, values in fixed:
+        mask = np.zeros(dim)
+        mask[index] = 1.0
+        for v in values:
+            for s in starts:
+                theta = s.copy()
+                theta[index] = v
+                lanes.append(np.concatenate([theta, mask]))
+    res = minimize(_profiled(objective), np.array(lanes), fit.weights[None, :], fit.data, maxiter=maxiter,
+                   gtol=GTOL, ftol=FTOL)
+    f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(-1, len(starts)).min(axis=1)
+    out, at = [], 0
+    for _, values in fixed:
+        out.append(f[at:at + len(values)])
+        at += len(values)
+    return out
 
 
 def _distinct(xs: np.ndarray, limit: int) -> np.ndarray:
@@ -104,4 +157,5 @@ def fit_huber_grid(objective, grid: np.ndarray, logs: tuple[np.ndarray, np.ndarr
         samples = np.where(np.isfinite(f.min(axis=1))[:, None], boot.x[rows], np.nan)
         convergence["bootstrap_converged_fraction"] = float(boot.converged[rows].mean())
         convergence["bootstrap_warm_starts"] = int(k)
-    return ParametricFit(x=fine.x[best], samples=samples, convergence=convergence)
+    return ParametricFit(x=fine.x[best], samples=samples, convergence=convergence, polished_x=fine.x,
+                         polished_f=fine.f, data=data, weights=weights)

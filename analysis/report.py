@@ -20,20 +20,44 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if 1e-3 <= abs(x) < 1e5 or x == 0 else f"{x:.3e}"
 
 
+def _ordered(fits: dict) -> list:
+    """Flagged fits first (unidentified, then warning), then the rest, each group in the order fitted."""
+    rank = {"unidentified": 0, "warning": 1, "ok": 2}
+    return sorted(fits.items(), key=lambda kv: rank.get(kv[1].get("status"), 0))
+
+
 def _fit_rows(doc: dict) -> list[str]:
     rows = []
-    for name, fit in doc["fits"].items():
+    for name, fit in _ordered(doc["fits"]):
         level = round(100 * (fit.get("level") or 0.95))
         conv = fit.get("convergence") or {}
         status = ("converged" if conv.get("converged") else f"NOT converged: {conv.get('reason')}") if conv else ""
+        verdict = fit.get("status", "ok")
+        grey = ' class="unidentified"' if verdict == "unidentified" else ""
+        resamples = (fit.get("bootstrap") or {}).get("resamples", 0)
+        usable = f"; {fit.get('usable_resamples', 0)} of {resamples} resamples usable" if resamples else ""
         for i, (param, value) in enumerate(fit["params"].items()):
             lo, hi = (fit.get("intervals") or {}).get(param, [None, None])
-            head = (f'<td rowspan="{len(fit["params"])}">{escape(name)}<br><small>{escape(fit["formula"])}<br>'
-                    f'N: {escape(fit["n_kind"])}; {len(fit["residuals"])} points'
-                    f'{"; " + escape(status) if status else ""}</small></td>') if i == 0 else ""
-            rows.append(f"<tr>{head}<td>{escape(param)}</td><td>{_fmt(value)}</td>"
+            head = (f'<td rowspan="{len(fit["params"])}"><b>{escape(name)}</b> '
+                    f'<span class="v-{escape(verdict)}">{escape(verdict)}</span><br><small>'
+                    f'{escape(fit["formula"])}<br>N: {escape(fit["n_kind"])}; {len(fit["residuals"])} points'
+                    f'{"; " + escape(status) if status else ""}{escape(usable)}</small></td>') if i == 0 else ""
+            rows.append(f"<tr{grey}>{head}<td>{escape(param)}</td><td>{_fmt(value)}</td>"
                         f"<td>[{_fmt(lo)}, {_fmt(hi)}] ({level}%)</td></tr>")
     return rows
+
+
+def _headline(doc: dict) -> str:
+    head = doc.get("headline") or {}
+    flagged = "".join(
+        f'<li><b>{escape(f["fit"])}</b>: <span class="v-{escape(f["status"])}">{escape(f["status"])}</span>'
+        + ("" if f["status"] != "unidentified" else " (numbers kept for inspection only, not results)")
+        + "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in f["reasons"]) + "</ul></li>"
+        for f in head.get("flagged", []))
+    return (f'<div class="headline"><p><b>What the runs say</b> ({escape(head.get("confidence", "n/a"))}): '
+            f'{escape(head.get("text", ""))}</p>'
+            + (f"<p><b>Flagged fits</b> (read these before any number below):</p><ul>{flagged}</ul>" if flagged
+               else "<p>Every fit passed its checks.</p>") + "</div>")
 
 
 def _figure(fig) -> str:
@@ -49,29 +73,43 @@ def _extrapolation(ex: dict | None) -> str:
     rows = "".join(f"<tr><td>{_fmt(r['N'])}</td><td>{_fmt(r['D'])}</td><td>{_fmt(r['C'])}</td><td>{_fmt(r['loss'])}"
                    f"</td><td>{_fmt(r['predicted'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]</td>"
                    f"<td>{100 * r['relative_error']:+.2f}%</td></tr>" for r in ex["held_out"])
-    return (f"<h2>Extrapolation check</h2><p>Approach 3 fitted on the {ex['fitted_points']} runs with compute up to "
-            f"{_fmt(ex['threshold'])} FLOPs, then asked for the held-out runs: mean absolute relative error "
+    status = ex.get("fit_status", "ok")
+    caveat = "" if status == "ok" else (
+        f' <span class="v-{escape(status)}">The fit on the remaining runs is {escape(status)}: '
+        + escape("; ".join(d["message"] for d in ex.get("fit_diagnostics", []))) + "</span>")
+    return (f"<h2>Hold-out check</h2><p>{escape(ex['law'])} fitted on the {ex['fitted_points']} runs left after "
+            f"holding out {escape(ex['rule'])}, then asked for the held-out runs: mean absolute relative error "
             f"{100 * ex['mean_abs_relative_error']:.2f}%, {100 * ex['fraction_inside_interval']:.0f}% of held-out "
-            f"losses inside the interval.</p><table><tr><th>N</th><th>D</th><th>C</th><th>loss</th>"
+            f"losses inside the interval.{caveat}</p><table><tr><th>N</th><th>D</th><th>C</th><th>loss</th>"
             f"<th>predicted</th><th>error</th></tr>{rows}</table>")
 
 
 _STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;
-vertical-align:top}figure{margin:2em 0}img{max-width:100%}figcaption{font-size:13px;color:#444}"""
+vertical-align:top}figure{margin:2em 0}img{max-width:100%}figcaption{font-size:13px;color:#444}
+tr.unidentified td{color:#999;background:#f4f4f4}.v-unidentified{color:#b00;font-weight:bold}
+.v-warning{color:#a60;font-weight:bold}.v-ok{color:#070}
+.headline{border:2px solid #444;padding:0.5em 1em;margin:1em 0;background:#fafafa}"""
 
 
-def write_report(path: Path, doc: dict, figures) -> Path:
-    """Write report.html for a fits document (the fits.json content) and its drawn figures."""
+def write_report(path: Path, doc: dict, figures, left_out: dict | None = None) -> Path:
+    """Write report.html for a fits document (the fits.json content), its drawn figures and the ones left out.
+
+    The page opens with the headline and the flagged fits; unidentified fits
+    are greyed in the table, with their reasons listed above it.
+    """
+    missing = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in (left_out or {}).items())
     notes = "".join(f"<li>{escape(str(n))}</li>" for n in doc.get("notes", []))
     skipped = "".join(f"<li><b>{escape(k)}</b>: {escape(str(v))}</li>" for k, v in doc.get("skipped", {}).items())
     runs = doc.get("runs", [])
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Scaling-law analysis</title><style>{_STYLE}</style></head>
 <body><h1>Scaling-law analysis</h1>
-<p>{len(runs)} finished runs from <code>{escape(str(doc.get('source', {}).get('runs_dir', '')))}</code>.
+{_headline(doc)}
+<p>{len(runs)} finished runs from <code>{escape(str(doc.get('source', {}).get('runs_dir', '')))}</code>; losses in
+{escape(str(doc.get('source', {}).get('loss_unit', 'loss')))}.
 Intervals are bootstrap percentile intervals over {doc['bootstrap']['resamples']} resamples (seed
-{doc['bootstrap']['seed']}).</p>
+{doc['bootstrap']['seed']}); each fit says how many were usable.</p>
 {'<h2>Runs left out and other notes</h2><ul>' + notes + '</ul>' if notes else ''}
 {'<h2>Fits not made</h2><ul>' + skipped + '</ul>' if skipped else ''}
 <h2>Fitted values</h2>
@@ -79,6 +117,7 @@ Intervals are bootstrap percentile intervals over {doc['bootstrap']['resamples']
 {_extrapolation(doc.get('extrapolation'))}
 <h2>Figures</h2>
 {''.join(_figure(f) for f in figures)}
+{'<p>Figures left out (nothing to show):</p><ul>' + missing + '</ul>' if missing else ''}
 </body></html>
 """
     path.write_text(html, encoding="utf-8")

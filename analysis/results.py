@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.bootstrap import interval
+from analysis.errors import FitError
+from analysis.verdict import UNIDENTIFIED, bootstrap_health, interval_is_usable, status_of
 
 
 @dataclass
@@ -39,31 +41,45 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
     convergence: dict | None = None
     extra: dict = field(default_factory=dict)
+    diagnostics: list[dict] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``warning`` or ``unidentified``: the worst of ``diagnostics`` (see ``analysis.verdict``)."""
+        return status_of(self.diagnostics)
+
+    def flag(self, diagnostics) -> None:
+        """Add diagnostics, skipping any whose code is already present."""
+        have = {d["code"] for d in self.diagnostics}
+        self.diagnostics.extend(d for d in diagnostics if d["code"] not in have)
+
+    def check_bootstrap(self, fitted: tuple | None = None) -> None:
+        """Add the bootstrap-health diagnostics of ``analysis.verdict`` for this fit's samples."""
+        self.flag(bootstrap_health(self.params, self.samples, self.level, fitted=fitted))
 
     @property
     def resamples(self) -> int:
         return len(next(iter(self.samples.values()))) if self.samples else 0
 
     @property
-    def intervals(self) -> dict[str, list[float]]:
-        return {k: interval(v, self.level) for k, v in self.samples.items()}
+    def usable_resamples(self) -> int:
+        """Resamples whose every parameter is finite: the ones the intervals are built from."""
+        if not self.samples:
+            return 0
+        return int(np.all(np.isfinite(np.stack([np.asarray(v, dtype=np.float64)
+                                                 for v in self.samples.values()])), axis=0).sum())
 
-    def flat(self) -> dict:
-        """``{name: value, name_ci: [lo, hi]}`` for every parameter: the ``scaling fit --json`` shape."""
-        out: dict = {"law": self.law, "formula": self.formula, "n_kind": self.n_kind}
-        cis = self.intervals
-        for k, v in self.params.items():
-            out[k] = v
-            out[f"{k}_ci"] = cis.get(k, [math.nan, math.nan])
-        out.update(level=self.level, resamples=self.resamples, n_points=len(self.residuals),
-                   notes=self.notes)
-        if self.convergence is not None:
-            out["convergence"] = self.convergence
-        return out
+    @property
+    def intervals(self) -> dict[str, list[float]]:
+        """Percentile intervals; [nan, nan] where too few resamples were usable or the width is zero."""
+        return {k: interval(v, self.level) if interval_is_usable(v, self.level) else [math.nan, math.nan]
+                for k, v in self.samples.items()}
 
     def to_json(self) -> dict:
         return {
             "law": self.law, "formula": self.formula, "n_kind": self.n_kind,
+            "status": self.status, "diagnostics": self.diagnostics,
+            "usable_resamples": self.usable_resamples,
             "params": self.params, "intervals": self.intervals, "level": self.level,
             "bootstrap": {"resamples": self.resamples, "seed": self.seed,
                           "samples": {k: np.asarray(v).tolist() for k, v in self.samples.items()}},
@@ -73,15 +89,38 @@ class FitResult:
 
     @classmethod
     def from_json(cls, obj: dict) -> FitResult:
-        boot = obj.get("bootstrap", {})
-        return cls(law=obj["law"], formula=obj.get("formula", ""),
-                   params={k: _number(v) for k, v in obj["params"].items()},
-                   samples={k: np.array([_number(s) for s in v], dtype=np.float64)
-                            for k, v in boot.get("samples", {}).items()},
-                   level=float(obj.get("level", 0.95)), seed=int(boot.get("seed", 0)),
-                   data=obj.get("data", {}), residuals=list(obj.get("residuals", [])),
-                   n_kind=obj.get("n_kind", ""), notes=list(obj.get("notes", [])),
-                   convergence=obj.get("convergence"), extra=obj.get("extra", {}))
+        """The inverse of ``to_json``; a FitError (never a KeyError) says what is missing or inconsistent."""
+        if not isinstance(obj, dict):
+            raise FitError("entry is not a JSON object")
+        missing = [k for k in ("law", "params", "status", "diagnostics") if k not in obj]
+        if missing:
+            raise FitError(f"entry lacks {', '.join(missing)} (written by an older version? re-run the fit)")
+        try:
+            boot = obj.get("bootstrap") or {}
+            samples = {k: np.array([_number(s) for s in v], dtype=np.float64)
+                       for k, v in (boot.get("samples") or {}).items()}
+            fit = cls(law=str(obj["law"]), formula=obj.get("formula", ""),
+                      params={k: _number(v) for k, v in obj["params"].items()}, samples=samples,
+                      level=float(obj.get("level", 0.95)), seed=int(boot.get("seed", 0)),
+                      data=dict(obj.get("data") or {}), residuals=list(obj.get("residuals") or []),
+                      n_kind=obj.get("n_kind", ""), notes=list(obj.get("notes") or []),
+                      convergence=obj.get("convergence"), extra=dict(obj.get("extra") or {}),
+                      diagnostics=[dict(code=str(d["code"]), message=str(d["message"]),
+                                        severity=str(d.get("severity", "warning"))) for d in obj["diagnostics"]])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FitError(f"entry is malformed ({type(exc).__name__}: {exc})") from None
+        if len({len(v) for v in samples.values()}) > 1:
+            raise FitError("entry's bootstrap samples differ in length between parameters")
+        if set(samples) - set(fit.params):
+            raise FitError("entry has bootstrap samples for parameters it does not list")
+        if fit.status != obj["status"]:
+            raise FitError(f"entry says status {obj['status']!r} but its diagnostics give {fit.status!r}")
+        return fit
+
+    @property
+    def usable(self) -> bool:
+        """False for unidentified fits: kept for inspection, not to be used as results."""
+        return self.status != UNIDENTIFIED
 
 
 def to_jsonable(value):
