@@ -44,11 +44,12 @@ def holdout_mask(N, C, *, compute_above: float | None = None, largest_sizes: int
 
 
 def holdout_check(N, D, loss, C, held, *, rule: str, law: str = "chinchilla",
-                  bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, **fit_options) -> dict:
+                  bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, flops_per_token=None, **fit_options) -> dict:
     """Fit ``law`` (chinchilla or kaplan_nd) on the points not ``held`` and predict the held ones.
 
-    Returns per held-out point N, D, C, loss, the prediction with its interval,
-    the relative error and whether the truth is inside; and the fit's verdict.
+    ``flops_per_token`` (chinchilla only) is per point, like N.  Returns per
+    held-out point N, D, C, loss, the prediction with its interval, the
+    relative error and whether the truth is inside; and the fit's verdict.
     """
     if law not in FITTERS:
         raise FitError(f"hold-out checks predict losses at (N, D), which needs the chinchilla or kaplan_nd law, "
@@ -57,6 +58,8 @@ def holdout_check(N, D, loss, C, held, *, rule: str, law: str = "chinchilla",
     held = np.asarray(held, dtype=bool)
     if not held.any() or held.all():
         raise FitError(f"hold-out check: holding out {rule} leaves no runs on one side")
+    if flops_per_token is not None:
+        fit_options["flops_per_token"] = np.asarray(flops_per_token, dtype=np.float64)[~held]
     fit = FITTERS[law](N[~held], D[~held], loss[~held], bootstrap=bootstrap, **fit_options)
     rows = []
     for n, d, l, c in zip(N[held], D[held], loss[held], C[held]):
