@@ -53,7 +53,7 @@ def sample_points(n: int, noise: float, seed: int, p=CHINCHILLA, n_range=(1e7, 1
 
 def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budget: int = 7, noise: float = 0.005,
                 seed: int = 0, p=CHINCHILLA, log_points: int = 24, eval_every: int = 2, embedding_fraction=0.1,
-                tokens_per_step: int = 65536, sweep: str = "synthetic") -> Path:
+                tokens_per_step: int = 65536, sweep: str = "synthetic", tokenizer: str = "byte") -> Path:
     """Write an IsoFLOP sweep of run directories whose losses follow the law ``p``.
 
     Each run's loss after t tokens is L(N, t) (as if every prefix of the run
@@ -61,7 +61,8 @@ def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budge
     compute-optimal frontier.  FLOPs are counted as exactly 6 N D; the
     embedding share is ``embedding_fraction`` of N.  As in a real sweep, each
     run's tokens are whole steps, so its ``compute_target`` is near, not at,
-    its nominal budget.
+    its nominal budget.  ``tokenizer`` is recorded as the training library
+    does (``dataset.tokenizer.kind``), which sets the loss unit of the figures.
     """
     rng = np.random.default_rng(seed)
     root = Path(root) / sweep
@@ -77,7 +78,8 @@ def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budge
                 "n_params_non_embedding": n_int - emb, "n_params_embedding": emb,
                 "flops_per_token": 6.0 * n_int, "flops_per_token_6n": 6.0 * n_int,
                 "tokens_target": float(d), "compute_target": 6.0 * n_int * d, "status": "done", "error": None,
-                "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T01:00:00Z", "versions": {}}
+                "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T01:00:00Z", "versions": {},
+                "dataset": {"tokenizer": {"kind": tokenizer}}}
         (run / "run.json").write_text(json.dumps(meta, indent=1))
         tokens = d * np.geomspace(1e-2, 1.0, log_points)
         lines = []
