@@ -20,8 +20,8 @@ from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from analysis.chinchilla import fit_chinchilla
 from analysis.errors import FitError
 from analysis.extrapolate import holdout_check, holdout_mask
-from analysis.headline import headline
 from analysis.frontier import envelope, fit_approach1, fit_frontier, make_curves
+from analysis.headline import headline
 from analysis.isoflop import fit_isoflop, snap_budgets
 from analysis.kaplan import converged_minimum, fit_kaplan_d, fit_kaplan_n, fit_kaplan_nd, flag_confounded
 from analysis.load import Sweep, load_runs

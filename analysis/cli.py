@@ -46,11 +46,11 @@ def _holdout_args(p: argparse.ArgumentParser, default: str) -> None:
                    help=f"hold-out check: fit the points with compute <= C, predict the rest ({default}; "
                         "e.g. --holdout-compute 1e19)")
     g.add_argument("--holdout-largest", type=int, default=None, metavar="K",
-                   help="hold-out check: fit all but the K largest model sizes, predict those (e.g. "
-                        "--holdout-largest 1)")
+                   help="hold-out check: fit all but the K largest model sizes, predict those (default not used; "
+                        "e.g. --holdout-largest 1)")
     g.add_argument("--holdout-n-above", type=float, default=None, metavar="N",
-                   help="hold-out check: fit the models with N <= this, predict the larger ones (e.g. "
-                        "--holdout-n-above 5e8)")
+                   help="hold-out check: fit the models with N <= this, predict the larger ones (default "
+                        "not used; e.g. --holdout-n-above 5e8)")
 
 
 def _holdout(args) -> dict | None:
@@ -275,9 +275,9 @@ def register(subparsers) -> None:
     p.add_argument("--law", default=None, help="use only this fit from the file (default: every fit that can "
                                                "answer; e.g. --law isoflop)")
     p.add_argument("--compute", type=float, default=None, metavar="C",
-                   help="compute budget in FLOPs (e.g. --compute 1e21)")
-    p.add_argument("--n", type=float, default=None, help="with --d: predict the loss at this N (e.g. --n 1e9)")
-    p.add_argument("--d", type=float, default=None, help="with --n: predict the loss at this D (e.g. --d 2e10)")
+                   help="compute budget in FLOPs (default none: give this or --n and --d; e.g. --compute 1e21)")
+    p.add_argument("--n", type=float, default=None, help="with --d: predict the loss at this N (default none; e.g. --n 1e9)")
+    p.add_argument("--d", type=float, default=None, help="with --n: predict the loss at this D (default none; e.g. --d 2e10)")
     p.add_argument("--max-extrapolation", type=float, default=10.0, metavar="X",
                    help="warn when a query lies more than X times beyond the fitted range in C, N or D "
                         "(default 10; e.g. --max-extrapolation 100)")

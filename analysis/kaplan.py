@@ -137,7 +137,8 @@ def fit_kaplan_nd(N, D, loss_values, *, weights=None, drop_top: int = 0, bootstr
     resid = np.log(nd_loss(params, pts["N"], pts["D"])) - np.log(pts["loss"])
     diagnostics = [*pts.diagnostics, *identify.design(pts["N"], pts["D"])]
     if not fit.convergence["converged"]:
-        diagnostics.append(diagnostic("not_converged", f"the best start did not converge ({fit.convergence['reason']})"))
+        diagnostics.append(diagnostic("not_converged",
+                                      f"the best start did not converge ({fit.convergence['reason']})"))
     found, profiles = identify.optimum(fit, nd_objective, loss=pts["loss"], exponents={"alpha_N": 2, "alpha_D": 3})
     result = FitResult(law="kaplan_nd", formula=ND_FORMULA, params=params,
                        samples=named(fit.samples) if len(fit.samples) else {}, level=bootstrap.level,

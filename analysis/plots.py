@@ -136,7 +136,8 @@ def compute_frontier(sweep: Sweep, fits: dict, out: Path) -> Drawn:
         if lo is not None:
             ax.fill_between(xs, lo, hi, color="red", alpha=0.15, lw=0, label=_BAND)
         ax.axvline(max(fit.data["C"]), color="grey", ls=":", lw=1, label=_EDGE)
-    ax.set(xscale="log", xlabel="training compute C (FLOPs, exact count)", title="Loss against compute with the frontier")
+    ax.set(xscale="log", xlabel="training compute C (FLOPs, exact count)",
+           title="Loss against compute with the frontier")
     _loss_axis(ax, f"validation loss ({sweep.loss_unit})")
     ax.legend(fontsize=7)
     _colourbar(fig, ax, norm, "parameters N (total, incl. embeddings)")

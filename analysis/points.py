@@ -98,8 +98,8 @@ def compute_consistency(N, D, C) -> list[dict]:
                               f"{units}; fix the columns, or leave C out to use 6ND"))
     off = np.flatnonzero((ratio > median * COMPUTE_RATIO_SPREAD) | (ratio < median / COMPUTE_RATIO_SPREAD))
     if off.size:
+        shown = ", ".join(f"{r:.3g}" for r in ratio[off][:4]) + ("..." if off.size > 4 else "")
         out.append(diagnostic("compute_inconsistent_rows",
                               f"{off.size} row(s) have C / (6 N D) far from the typical {median:.3g} (rows "
-                              f"{_rows(off)}, counting from 1, with ratios {', '.join(f'{r:.3g}' for r in ratio[off][:4])}"
-                              f"{'...' if off.size > 4 else ''}): N, D or C is wrong on them"))
+                              f"{_rows(off)}, counting from 1, with ratios {shown}): N, D or C is wrong on them"))
     return out

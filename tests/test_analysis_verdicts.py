@@ -83,6 +83,14 @@ def test_E_above_the_lowest_fitted_loss_is_flagged():
     assert fit.status == "unidentified" and "E_above_lowest_loss" in _codes(fit)
 
 
+def test_E_driven_to_zero_is_a_boundary_solution():
+    # data from a law with no irreducible term: the best fit pushes E towards its bound at 0
+    N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5)))
+    fit = fit_chinchilla(N, D, chinchilla_loss(N, D, {**CHINCHILLA, "E": 0.0}), bootstrap=NO_BOOT)
+    assert fit.params["E"] < 0.01 * min(fit.data["loss"])
+    assert "E_at_bound" in _codes(fit) and fit.status != "ok"
+
+
 def test_duplicated_rows_are_warned_and_dropped():
     fit = _chinchilla("cases/duplicated_rows.csv")
     assert "duplicate_rows" in _codes(fit) and fit.status != "ok"
