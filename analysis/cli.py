@@ -187,7 +187,7 @@ def _predict(args) -> int:
     from analysis.predict import from_fits_file
     from analysis.results import to_jsonable
 
-    if args.compute is None and (args.n is None or args.d is None):
+    if (args.n is None) != (args.d is None) or (args.compute is None and args.n is None):
         raise FitError("give --compute C, or both --n and --d")
     if not (math.isfinite(args.max_extrapolation) and args.max_extrapolation >= 1):
         raise FitError(f"--max-extrapolation must be a number >= 1, got {args.max_extrapolation}")

@@ -35,7 +35,7 @@ _EDGE = "edge of the data (largest run)"
 
 def _plain(value, _pos=None) -> str:
     """A decimal label ("3.2", "0.85"), never 10^0.5-style scientific notation on a loss axis."""
-    return f"{value:.3g}"
+    return f"{value:.4g}"
 
 
 def _loss_axis(ax, unit: str, log: bool = True) -> None:
