@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +47,12 @@ def _step(run_dir: Path) -> int:
     return (state.last_metrics(run_dir) or {}).get("step", 0)
 
 
+def _status(run_dir: Path) -> str | None:
+    return read(run_dir / "run.json").get("status") if (run_dir / "run.json").exists() else None
+
+
 def _done(run_dir: Path) -> bool:
-    return (run_dir / "run.json").exists() and read(run_dir / "run.json").get("status") == "done"
+    return _status(run_dir) == "done"
 
 
 def _gone(pid: int, marker: str) -> bool:
@@ -108,6 +111,7 @@ class Chaos:
         start = _step(victim.run_dir)
 
         def ready() -> bool:
+            assert _status(victim.run_dir) != "failed", f"{victim.name} was recorded failed after {self.events}"
             if self.launcher_ended():
                 self.relaunch()
             return _done(victim.run_dir) or (_training_pid(victim.run_dir) and _step(victim.run_dir) >= start + gain)
@@ -151,9 +155,9 @@ def test_a_sweep_killed_at_random_ends_done_and_identical_with_plain_relaunches(
                 break
             chaos.relaunch()
         wait_for(chaos.launcher_ended, timeout=300, what="the launch to end")
-    assert chaos.launches[-1] == 0, chaos.launches
     outputs = "".join(p.read_text() for p in sorted(tmp_path.glob("launch*.log")))
-    assert "FAILED" not in outputs and "failed (not retried" not in outputs, outputs
+    assert chaos.launches[-1] == 0, (chaos.events, chaos.launches, outputs)
+    assert "FAILED" not in outputs and "failed (not retried" not in outputs, (chaos.events, outputs)
 
     kills = []
     for run in plan.runs:
@@ -171,4 +175,3 @@ def test_a_sweep_killed_at_random_ends_done_and_identical_with_plain_relaunches(
     # its own launcher saw it die, with the signal unknown when it vanished.
     assert len(kills) == len(chaos.killed_training) and all(k["at"] for k in kills)
     assert {k["signal"] for k in kills} == {"SIGKILL", None}
-    print(*chaos.events, f"launches ended {chaos.launches}", outputs, sep="\n")

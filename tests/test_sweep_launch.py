@@ -183,14 +183,14 @@ def test_how_a_process_ends_decides_between_failed_killed_and_stopped(tiny_data,
         "its own failure": "failed", "its own stop": "resumable", "a crash": "failed",
         "an exit without a verdict": "failed", "the OOM killer": "killed",
         "a SIGTERM before the handler": "killed", "done": "done"}
-    assert "SIGSEGV" in got["a crash"].error and "code 2" in got["an exit without a verdict"].error
+    assert "crashed with SIGSEGV" in got["a crash"].error and "code 2" in got["an exit without a verdict"].error
     assert got["its own failure"].error == "non-finite loss at step 3"  # the run's verdict, kept as it said
     for how in ("the OOM killer", "a SIGTERM before the handler"):  # restarted once, then given up
         name = got[how].run.name
         signal_name = "SIGKILL" if how == "the OOM killer" else "SIGTERM"
         assert got[how].killed["signal"] == signal_name and got[how].killed["checkpoint_step"] is None
-        assert f"gave up on {name}: killed 2 times before its first checkpoint ({signal_name} each time)" in got[
-            how].gave_up
+        assert got[how].gave_up.startswith(
+            f"gave up on {name}: killed 2 times before its first checkpoint ({signal_name} each time)")
         assert read(got[how].run.run_dir / "launch.json")["attempt"] == 2
     for how in ("its own failure", "a crash", "an exit without a verdict", "its own stop"):
         assert read(got[how].run.run_dir / "launch.json")["attempt"] == 1  # none of these is restarted
@@ -218,7 +218,7 @@ class KillAtCheckpoint(threading.Thread):
 
 
 def test_a_run_killed_at_one_step_is_given_up_and_a_run_that_fails_is_not_killed(tiny_data, tmp_path, cache, capsys):
-    steps = 40
+    steps = 60
     sweep = write_sweep(tmp_path / "s.yaml", tiny_data, [{"grid": {"optim.lr": [3e-3, 2e-3, 1.0e+37]}}], steps=steps)
     runs = tmp_path / "runs"
     by_lr = {r.cfg.optim.lr: r for r in planner.plan(spec.load(sweep), runs).runs}
@@ -234,7 +234,7 @@ def test_a_run_killed_at_one_step_is_given_up_and_a_run_that_fails_is_not_killed
     assert len(killer.killed) == 2  # the first attempt and one restart, then it is given up
     info, record = read(victim.run_dir / "run.json"), read(victim.run_dir / "launch.json")
     step = record["killed"]["checkpoint_step"]
-    assert step in (10, 20, 30) and [k["checkpoint_step"] for k in info["kills"]] == [step, step]
+    assert step in (10, 20, 30, 40, 50) and [k["checkpoint_step"] for k in info["kills"]] == [step, step]
     assert [k["signal"] for k in info["kills"]] == ["SIGKILL", "SIGKILL"] and all(k["at"] for k in info["kills"])
     assert info["status"] == "interrupted" and "SIGKILL" in info["error"]
     assert record["attempt"] == 2 and record["restarts"] == 1 and record["exit_code"] == -signal.SIGKILL
@@ -249,7 +249,8 @@ def test_a_run_killed_at_one_step_is_given_up_and_a_run_that_fails_is_not_killed
     assert cli.main(["sweep", "status", str(sweep), "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith((victim.name, bad.name))}
-    assert rows[victim.name].split()[1] == "killed" and "gave up" in rows[victim.name]
+    assert rows[victim.name].split()[1] == "killed" and f"resumes it from step {step}; its launch gave up" in rows[
+        victim.name]
     assert rows[bad.name].split()[1] == "failed"
     assert "1/3 done, 0 running, 1 failed, 1 killed" in out
 

@@ -71,7 +71,7 @@ def _describe_exit(code: int | None) -> str:
     if code is None:
         return "vanished without an exit status"
     if code < 0:
-        return f"was killed by {state.exit_signal(code)}"
+        return f"{'crashed with' if state.is_crash(code) else 'was killed by'} {state.exit_signal(code)}"
     return f"exited with code {code}"
 
 

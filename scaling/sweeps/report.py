@@ -80,14 +80,13 @@ def _loss(x: float | None) -> str:
 
 def killed_note(s: RunState) -> str:
     """How a killed run was ended and where a relaunch resumes it, for the status table."""
-    if s.gave_up:
-        return s.gave_up
     kill = s.killed or {"checkpoint_step": latest_checkpoint(s.run.run_dir)}
     by = f"by {kill['signal']}" if kill.get("signal") else "(signal unknown: its process vanished)"
     when = f" at {kill['at']}" if kill.get("at") else ""
     step = kill["checkpoint_step"]
-    return f"killed {by}{when}; a relaunch " + (f"resumes it from step {step}" if step is not None
-                                               else "starts it again (no checkpoint yet)")
+    return (f"killed {by}{when}; a relaunch " + (f"resumes it from step {step}" if step is not None
+                                                 else "starts it again (no checkpoint yet)")
+            + ("; its launch gave up on it after repeated kills there" if s.gave_up else ""))
 
 
 def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) -> str:
