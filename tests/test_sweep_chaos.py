@@ -60,7 +60,7 @@ def _gone(pid: int, marker: str) -> bool:
 
 
 def _tensorboard_losses(run_dir: Path) -> dict[int, float]:
-    """train_loss by step as TensorBoard shows it: the latest event files win a step written twice."""
+    """train_loss by step from the event files, the newest event of a step written twice winning."""
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0})
     events.Reload()
     return {e.step: float(np.float32(e.tensor_proto.float_val[0])) for e in events.Tensors("train_loss")}
@@ -167,8 +167,9 @@ def test_a_sweep_killed_at_random_ends_done_and_identical_with_plain_relaunches(
         assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # each step once
         expected = [r["train_loss"] for r in metrics(reference / "t" / run.name)]
         assert [r["train_loss"] for r in rows] == expected  # bit for bit
-        # Every step, with the value of metrics.jsonl. (Steps trained again after a resume are still
-        # written a second time into a newer event file; TensorBoard's reader keeps the newest.)
+        # Every step, with the value of metrics.jsonl. The trainer does not yet purge from older event
+        # files the steps a killed attempt wrote past its checkpoint, so a step may appear twice there:
+        # the newest event of each step is compared.
         assert _tensorboard_losses(run.run_dir) == {r["step"]: r["train_loss"] for r in rows}
         kills += info.get("kills", [])
     # Every training process killed before it finished was recorded as killed, once: by SIGKILL when

@@ -40,8 +40,8 @@ from scaling.sweeps.fmt import duration
 from scaling.sweeps.planner import PlannedRun, SweepPlan
 
 _PROGRESS_EVERY_S = 30.0  # when the output is not a terminal
-_REFRESH_S = 2.0
-DEFAULT_MAX_RESTARTS = 2  # the progress line on a terminal, and how often run directories are read for it
+_REFRESH_S = 2.0  # the progress line on a terminal, and how often run directories are read for it
+DEFAULT_MAX_RESTARTS = 2  # restarts of a killed run from one checkpoint within a launch
 
 
 def _prepare_data(plan: SweepPlan, out: TextIO) -> None:
