@@ -1,4 +1,4 @@
-"""Launching sweeps end to end: failures, retries, a killed launcher, SLURM requeues and WSD branches.
+"""Launching sweeps end to end: failures, kills, retries, a killed launcher, SLURM requeues and WSD branches.
 
 Each test trains a handful of 2-layer d=32 models for tens to hundreds of steps in subprocesses,
 sharing one compilation cache so only the first run of each shape compiles.
@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 
 from conftest import scaling_cmd
 from scaling import cli
-from scaling.sweeps import launcher, planner, spec
+from scaling.sweeps import launcher, planner, spec, state
 
 pytestmark = pytest.mark.slow
 
@@ -137,15 +138,129 @@ def test_a_killed_launch_resumes_every_run_from_its_checkpoint(tiny_data, tmp_pa
 
     assert cli.main(["sweep", "status", str(sweep), "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "resumable" in out and "no launch is running" in out
+    assert "killed (signal unknown: its process vanished)" in out and "no launch is running" in out
 
     assert cli.main(launch_args(sweep, runs, cache)) == 0
+    assert "killed earlier: resumed from their checkpoints" in capsys.readouterr().out
     for run in plan.runs:
         info = read(run.run_dir / "run.json")
         assert info["status"] == "done"
         assert [row["step"] for row in metrics(run.run_dir)] == list(range(1, steps + 1))  # none twice
         if before[run.name] and max(before[run.name]) < steps:
             assert info["resumed_from"] in before[run.name]  # not step 0
+            (kill,) = info["kills"]  # recorded by the relaunch: nobody was left to see it die
+            assert kill["signal"] is None and kill["checkpoint_step"] == max(before[run.name])
+
+
+# Stand-ins for the training process, each ending one way (argv[1] is the run's config.yaml, as for
+# the trainer, so the launcher recognises the process as the run's).
+ENDINGS = {
+    "its own failure": "RunDir(run).update_run(status='failed', error='non-finite loss at step 3'); sys.exit(1)",
+    "its own stop": "RunDir(run).update_run(status='interrupted', error='stopped by SIGTERM'); sys.exit(143)",
+    "a crash": "os.kill(os.getpid(), signal.SIGSEGV)",
+    "an exit without a verdict": "sys.exit(2)",
+    "the OOM killer": "os.kill(os.getpid(), signal.SIGKILL)",
+    "a SIGTERM before the handler": "os.kill(os.getpid(), signal.SIGTERM)",
+    "done": "RunDir(run).update_run(status='done')",
+}
+
+
+def test_how_a_process_ends_decides_between_failed_killed_and_stopped(tiny_data, tmp_path, monkeypatch):
+    from scaling.sweeps import child, status
+    from scaling.sweeps.local import LocalExecutor
+
+    sweep = write_sweep(tmp_path / "s.yaml", tiny_data, [{"grid": {"seed": list(range(len(ENDINGS)))}}], steps=10)
+    plan = planner.plan(spec.load(sweep), tmp_path / "runs")
+    ending = {run.name: script for run, script in zip(plan.runs, ENDINGS.values(), strict=True)}
+    prelude = "import os, signal, sys; from pathlib import Path; from scaling.rundir import RunDir; "
+    monkeypatch.setattr(child, "command", lambda run_dir: [
+        sys.executable, "-c", prelude + "run = Path(sys.argv[1]).parent; " + ending[run_dir.name],
+        str(run_dir / "config.yaml")])
+    out = io.StringIO()
+    assert launcher.launch(plan, LocalExecutor(len(ENDINGS), dict(os.environ), []), out=out, max_restarts=1) == 1
+    got = {how: s for how, s in zip(ENDINGS, status.collect(plan.runs), strict=True)}
+    assert {how: s.status for how, s in got.items()} == {
+        "its own failure": "failed", "its own stop": "resumable", "a crash": "failed",
+        "an exit without a verdict": "failed", "the OOM killer": "killed",
+        "a SIGTERM before the handler": "killed", "done": "done"}
+    assert "crashed with SIGSEGV" in got["a crash"].error and "code 2" in got["an exit without a verdict"].error
+    assert got["its own failure"].error == "non-finite loss at step 3"  # the run's verdict, kept as it said
+    for how in ("the OOM killer", "a SIGTERM before the handler"):  # restarted once, then given up
+        name = got[how].run.name
+        signal_name = "SIGKILL" if how == "the OOM killer" else "SIGTERM"
+        assert got[how].killed["signal"] == signal_name and got[how].killed["checkpoint_step"] is None
+        assert got[how].gave_up.startswith(
+            f"gave up on {name}: killed 2 times before its first checkpoint ({signal_name} each time)")
+        assert read(got[how].run.run_dir / "launch.json")["attempt"] == 2
+    for how in ("its own failure", "a crash", "an exit without a verdict", "its own stop"):
+        assert read(got[how].run.run_dir / "launch.json")["attempt"] == 1  # none of these is restarted
+        assert "kills" not in read(got[how].run.run_dir / "run.json")
+
+
+class KillAtCheckpoint(threading.Thread):
+    """Plays the OOM killer for one run: SIGKILLs its training process whenever one is alive and the
+    run has a checkpoint. After the first kill every attempt dies while starting, so at the same step."""
+
+    def __init__(self, run_dir: Path, most: int = 5):
+        super().__init__(daemon=True)
+        self.run_dir, self.most, self.stopped, self.killed = run_dir, most, threading.Event(), []
+
+    def run(self) -> None:
+        marker = str(self.run_dir / "config.yaml")
+        while not self.stopped.is_set() and len(self.killed) < self.most:  # a launcher that never gives up ends
+            launch = state.read_launch(self.run_dir)
+            pid = launch.get("pid")
+            if (state.latest_checkpoint(self.run_dir) is not None and pid not in self.killed
+                    and state.process_alive(pid, launch.get("host"), marker)):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+            time.sleep(0.02)
+
+
+def test_a_run_killed_at_one_step_is_given_up_and_a_run_that_fails_is_not_killed(tiny_data, tmp_path, cache, capsys):
+    steps = 60
+    sweep = write_sweep(tmp_path / "s.yaml", tiny_data, [{"grid": {"optim.lr": [3e-3, 2e-3, 1.0e+37]}}], steps=steps)
+    runs = tmp_path / "runs"
+    by_lr = {r.cfg.optim.lr: r for r in planner.plan(spec.load(sweep), runs).runs}
+    victim, good, bad = by_lr[3e-3], by_lr[2e-3], by_lr[1e37]
+    killer = KillAtCheckpoint(victim.run_dir)
+    killer.start()
+    try:
+        assert cli.main(launch_args(sweep, runs, cache, "--max-restarts", "1")) == 1
+    finally:
+        killer.stopped.set()
+        killer.join()
+    out = capsys.readouterr().out
+    assert len(killer.killed) == 2  # the first attempt and one restart, then it is given up
+    info, record = read(victim.run_dir / "run.json"), read(victim.run_dir / "launch.json")
+    step = record["killed"]["checkpoint_step"]
+    assert step in (10, 20, 30, 40, 50) and [k["checkpoint_step"] for k in info["kills"]] == [step, step]
+    assert [k["signal"] for k in info["kills"]] == ["SIGKILL", "SIGKILL"] and all(k["at"] for k in info["kills"])
+    assert info["status"] == "interrupted" and "SIGKILL" in info["error"]
+    assert record["attempt"] == 2 and record["restarts"] == 1 and record["exit_code"] == -signal.SIGKILL
+    assert "restarting it from there (restart 1 of 1 from this point)" in out
+    assert (f"GAVE UP  gave up on {victim.name}: killed 2 times from checkpoint step {step} (SIGKILL each time)"
+            in out) and record["gave_up"] in out
+    assert read(good.run_dir / "run.json")["status"] == "done"  # the sweep went on with the others
+    bad_info = read(bad.run_dir / "run.json")
+    assert bad_info["status"] == "failed" and "non-finite" in bad_info["error"] and "kills" not in bad_info
+    assert f"FAILED   {bad.name}" in out and read(bad.run_dir / "launch.json").get("killed") is None
+
+    assert cli.main(["sweep", "status", str(sweep), "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith((victim.name, bad.name))}
+    assert rows[victim.name].split()[1] == "killed" and f"resumes it from step {step}; its launch gave up" in rows[
+        victim.name]
+    assert rows[bad.name].split()[1] == "failed"
+    assert "1/3 done, 0 running, 1 failed, 1 killed" in out
+
+    assert cli.main(launch_args(sweep, runs, cache)) == 1  # plain: resumes the killed run, not the failed one
+    out = capsys.readouterr().out
+    assert "1 to run (1 killed earlier" in out and "1 failed (not retried" in out and f"start    {bad.name}" not in out
+    info = read(victim.run_dir / "run.json")
+    assert info["status"] == "done" and info["resumed_from"] == step and len(info["kills"]) == 2
+    assert [row["step"] for row in metrics(victim.run_dir)] == list(range(1, steps + 1))
+    assert read(bad.run_dir / "launch.json")["attempt"] == 1
 
 
 def test_runs_outliving_a_killed_launcher_are_followed_not_started_twice(tiny_data, tmp_path, cache, capsys):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from scaling.sweeps import estimate, planner, report, spec, status, sweepdir
+from scaling.sweeps.launcher import DEFAULT_MAX_RESTARTS
 from scaling.sweeps.spec import SweepError
 
 
@@ -28,6 +29,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _parallel(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
     return int(value)
 
 
@@ -52,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", type=_parallel,
                    help="runs at once (local default: one per visible GPU, else 1; slurm: the array's parallelism)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
+    p.add_argument("--max-restarts", type=_count, default=DEFAULT_MAX_RESTARTS, metavar="N",
+                   help="restart a run killed from outside (a signal, a vanished process) from its checkpoint up to "
+                        "N times per checkpoint within this launch, then give it up until the next launch "
+                        f"(default {DEFAULT_MAX_RESTARTS}; 0: never)")
     p.add_argument("--gpus", default="auto", help="local: GPUs to spread runs over: auto (CUDA_VISIBLE_DEVICES or "
                    "nvidia-smi), none, or a list such as 0,1,3")
     cache = p.add_mutually_exclusive_group()
@@ -112,7 +123,8 @@ def run_launch(args) -> int:
     plan = _plan(args)
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return launcher.launch(plan, executor_for(args, plan), retry_failed=args.retry_failed)
+    return launcher.launch(plan, executor_for(args, plan), retry_failed=args.retry_failed,
+                           max_restarts=args.max_restarts)
 
 
 def run_status(args) -> int:

@@ -7,7 +7,7 @@ import math
 from scaling.sweeps.estimate import Throughput
 from scaling.sweeps.fmt import duration, sci, si
 from scaling.sweeps.planner import PlannedRun, SweepPlan
-from scaling.sweeps.state import STDERR
+from scaling.sweeps.state import STDERR, latest_checkpoint
 from scaling.sweeps.status import RunState, counts
 
 
@@ -78,6 +78,17 @@ def _loss(x: float | None) -> str:
     return "" if x is None else f"{x:.4f}"
 
 
+def killed_note(s: RunState) -> str:
+    """How a killed run was ended and where a relaunch resumes it, for the status table."""
+    kill = s.killed or {"checkpoint_step": latest_checkpoint(s.run.run_dir)}
+    by = f"by {kill['signal']}" if kill.get("signal") else "(signal unknown: its process vanished)"
+    when = f" at {kill['at']}" if kill.get("at") else ""
+    step = kill["checkpoint_step"]
+    return (f"killed {by}{when}; a relaunch " + (f"resumes it from step {step}" if step is not None
+                                                 else "starts it again (no checkpoint yet)")
+            + ("; its launch gave up on it after repeated kills there" if s.gave_up else ""))
+
+
 def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) -> str:
     rows = []
     for s in states:
@@ -88,6 +99,8 @@ def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) 
             exit_code = f"exit {s.exit_code}: " if s.exit_code is not None else ""
             error = (s.error or "no error recorded").splitlines()[-1][:100]
             note = f"{exit_code}{error} (log: {s.run.run_dir / STDERR})"
+        elif s.status == "killed":
+            note = killed_note(s)
         rows.append([s.run.name, s.status, f"{s.step}/{s.run.steps}", si(s.step * s.run.tokens_per_step),
                      _loss(s.train_loss), _loss(s.eval_loss), si(s.run.n), sci(s.run.flops), note])
     headers = ["run", "status", "step", "tokens", "loss", "eval", "N", "C", "tags / error"]
@@ -101,5 +114,5 @@ def summary(states: list[RunState]) -> str:
     done_tokens = sum(s.trained_tokens for s in states)
     target = sum(s.run.trained_tokens for s in states)
     parts = [f"{c['done']}/{len(states)} done", f"{c['running']} running", f"{c['failed']} failed"]
-    parts += [f"{c[k]} {k}" for k in ("resumable", "pending", "blocked") if c[k]]
+    parts += [f"{c[k]} {k}" for k in ("killed", "resumable", "pending", "blocked") if c[k]]
     return f"{', '.join(parts)} | {si(done_tokens)}/{si(target)} tokens ({done_tokens / max(target, 1):.0%})"

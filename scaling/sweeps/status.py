@@ -2,9 +2,12 @@
 progress line show, and what a relaunch decides from.
 
 A run is ``running`` while the process the launcher recorded for it is alive, whatever run.json
-says yet. A run.json that says ``running`` with no live process was killed (with its launch, say)
-and is ``resumable``: the next launch resumes it from its checkpoint. SLURM jobs run on other
-hosts, so a submitted job counts as alive; a relaunch asks SLURM before it believes that.
+says yet. ``killed``: its process was ended from outside without a verdict of its own (launch.json
+holds the record, see ``state.record_kill``), or run.json still says ``running`` with no live
+process (it died with its launcher, and nobody was left to record it). ``resumable``: it stopped
+itself cleanly on SIGTERM/SIGINT. The next launch resumes both from their last checkpoint;
+``failed`` runs only with --retry-failed. SLURM jobs run on other hosts, so a submitted job counts
+as alive; a relaunch asks SLURM before it believes that.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from scaling.rundir import RunDir
 from scaling.sweeps import state
 from scaling.sweeps.planner import PlannedRun
 
-STATUSES = ("done", "running", "failed", "resumable", "pending", "blocked")
+STATUSES = ("done", "running", "failed", "killed", "resumable", "pending", "blocked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,8 @@ class RunState:
     eval_loss: float | None
     error: str | None
     exit_code: int | None
+    killed: dict | None = None  # launch.json's record of the kill (state.record_kill); None if not recorded yet
+    gave_up: str | None = None  # why the launch stopped restarting it, when it did
 
     @property
     def trained_tokens(self) -> int:
@@ -46,13 +51,17 @@ def read(run: PlannedRun) -> RunState:
     status = info.get("status") or "pending"
     if status not in ("done", "failed") and launch and is_alive(run, launch):
         status = "running"  # also a process that has not yet written run.json: never start it twice
-    elif status in ("running", "interrupted"):
+    elif status not in ("done", "failed") and (launch.get("killed") or status == "running"):
+        status = "killed"
+    elif status == "interrupted":
         status = "resumable"
     row = state.last_metrics(run.run_dir) if status != "pending" else None
     step = info.get("final_step") if status == "done" else (row or {}).get("step", 0)
     return RunState(run, status, step or 0, (row or {}).get("train_loss"),
                     info.get("final_eval_loss") if status == "done" else None,
-                    info.get("error"), launch.get("exit_code"))
+                    info.get("error"), launch.get("exit_code"),
+                    launch.get("killed") if status == "killed" else None,
+                    launch.get("gave_up") if status == "killed" else None)
 
 
 def collect(runs: list[PlannedRun]) -> list[RunState]:
