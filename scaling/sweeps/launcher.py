@@ -136,6 +136,10 @@ class _Launch:
         if info.get("status") != "failed" and (self.stopping is not None or info.get("status") == "interrupted"):
             self._say(f"stopped  {run.name} at step {info.get('failed_step') or '?'} (resumable)")
             return
+        if info.get("status") != "failed" and code is None:  # vanished without a verdict: killed from outside
+            rd.update_run(status="killed", error=error or "the training process vanished", finished=now())
+            self._say(f"killed   {run.name}: {rd.read_run().get('error')} (resumable: relaunch)")
+            return
         if info.get("status") != "failed":  # died before the trainer could say why: killed, or a config error
             last = tail[-1] if tail else "no output"
             error = error or f"the training process {_describe_exit(code)}: {last}"

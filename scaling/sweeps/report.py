@@ -101,5 +101,5 @@ def summary(states: list[RunState]) -> str:
     done_tokens = sum(s.trained_tokens for s in states)
     target = sum(s.run.trained_tokens for s in states)
     parts = [f"{c['done']}/{len(states)} done", f"{c['running']} running", f"{c['failed']} failed"]
-    parts += [f"{c[k]} {k}" for k in ("resumable", "pending", "blocked") if c[k]]
+    parts += [f"{c[k]} {k}" for k in ("killed", "resumable", "pending", "blocked") if c[k]]
     return f"{', '.join(parts)} | {si(done_tokens)}/{si(target)} tokens ({done_tokens / max(target, 1):.0%})"

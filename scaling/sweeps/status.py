@@ -2,9 +2,10 @@
 progress line show, and what a relaunch decides from.
 
 A run is ``running`` while the process the launcher recorded for it is alive, whatever run.json
-says yet. A run.json that says ``running`` with no live process was killed (with its launch, say)
-and is ``resumable``: the next launch resumes it from its checkpoint. SLURM jobs run on other
-hosts, so a submitted job counts as alive; a relaunch asks SLURM before it believes that.
+says yet: for a SLURM job, while SLURM lists it as pending, running or requeued (``slurm_jobs``).
+A run.json that says ``running`` with no live process was killed (with its launch, say) and is
+``resumable``: the next launch resumes it from its checkpoint; one the launcher saw vanish without
+a verdict says ``killed``, and is resumed the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from scaling.rundir import RunDir
 from scaling.sweeps import state
 from scaling.sweeps.planner import PlannedRun
 
-STATUSES = ("done", "running", "failed", "resumable", "pending", "blocked")
+STATUSES = ("done", "running", "failed", "killed", "resumable", "pending", "blocked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,9 @@ class RunState:
 
 def is_alive(run: PlannedRun, launch: dict) -> bool:
     if launch.get("executor") == "slurm":
-        return True
+        from scaling.sweeps import slurm_jobs
+
+        return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
     return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
 
 
@@ -56,6 +59,11 @@ def read(run: PlannedRun) -> RunState:
 
 
 def collect(runs: list[PlannedRun]) -> list[RunState]:
+    launches = [state.read_launch(r.run_dir) for r in runs]
+    if job_ids := [x["job_id"] for x in launches if x.get("executor") == "slurm" and x.get("job_id")]:
+        from scaling.sweeps import slurm_jobs
+
+        slurm_jobs.JOBS.refresh(job_ids)  # one question to SLURM for the whole sweep
     states = [read(r) for r in runs]
     failed = {s.run.name for s in states if s.status == "failed"}
     return [dataclasses.replace(s, status="blocked", error=f"its stable run {s.run.after[0]} failed")
