@@ -89,18 +89,20 @@ class TrainJob(submitit.helpers.Checkpointable):
 
 
 def _outcome(job: submitit.Job) -> tuple[int | None, str | None] | None:
-    """(exit code, error) from the job's result file, or None if it left none."""
+    """(exit code of the training process, or of the job's own process if that raised; error or None)
+    from the job's result file, or None if it left none."""
     path = job.paths.result_pickle
     if not path.exists():
         return None
     try:
         outcome, value = submitit.core.utils.pickle_load(path)
-    except Exception as e:  # a result cut short (the job was killed while writing it)
-        return None, f"job {job.job_id}: unreadable result file {path} ({type(e).__name__})"
+    except Exception:  # cut short: the job was killed while writing it, as good as none
+        return None
     if outcome == "success":
         return value, None
+    # The job's own process raised (it exits 1 with it): a failure with a known cause, not a kill.
     lines = str(value).strip().splitlines()  # submitit's traceback of what ended the job
-    return None, f"job {job.job_id}: {lines[-1] if lines else 'failed'}"
+    return 1, f"job {job.job_id}: {lines[-1] if lines else 'failed'}"
 
 
 class SlurmExecutor:

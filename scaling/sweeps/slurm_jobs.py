@@ -134,16 +134,15 @@ class Jobs:
         self._states: dict[str, str | None] = {}
         self._asked_at = -float("inf")
 
-    def refresh(self, job_ids: Iterable[str], force: bool = False) -> None:
+    def refresh(self, job_ids: Iterable[str]) -> None:
+        """Ask SLURM about these jobs (and every job last seen alive) unless it was asked just now."""
         wanted = {str(j) for j in job_ids}
         if not wanted:
             return
-        stale = time.monotonic() - self._asked_at >= self.every_s
-        if not (force or stale or wanted - self._states.keys()):
+        if time.monotonic() - self._asked_at < self.every_s and wanted <= self._states.keys():
             return
         try:
-            alive = {j for j, s in self._states.items() if active(s)} if stale else set()
-            self._states.update(query(wanted | alive))
+            self._states.update(query(wanted | {j for j, s in self._states.items() if active(s)}))
         except SlurmUnavailable as e:
             _warn_once("squeue", f"{e}; SLURM jobs are taken to be alive until slurmctld answers")
             self._states.update(dict.fromkeys(wanted - self._states.keys(), "UNKNOWN"))

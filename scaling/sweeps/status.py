@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from scaling.rundir import RunDir
-from scaling.sweeps import state
+from scaling.sweeps import slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
 
 STATUSES = ("done", "running", "failed", "killed", "resumable", "pending", "blocked")
@@ -37,8 +37,6 @@ class RunState:
 
 def is_alive(run: PlannedRun, launch: dict) -> bool:
     if launch.get("executor") == "slurm":
-        from scaling.sweeps import slurm_jobs
-
         return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
     return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
 
@@ -61,8 +59,6 @@ def read(run: PlannedRun) -> RunState:
 def collect(runs: list[PlannedRun]) -> list[RunState]:
     launches = [state.read_launch(r.run_dir) for r in runs]
     if job_ids := [x["job_id"] for x in launches if x.get("executor") == "slurm" and x.get("job_id")]:
-        from scaling.sweeps import slurm_jobs
-
         slurm_jobs.JOBS.refresh(job_ids)  # one question to SLURM for the whole sweep
     states = [read(r) for r in runs]
     failed = {s.run.name for s in states if s.status == "failed"}
