@@ -23,7 +23,7 @@ class RunFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-STATUSES = ("pending", "running", "done", "failed", "interrupted")
+STATUSES = ("pending", "running", "done", "failed", "interrupted", "killed")
 
 
 def now() -> str:

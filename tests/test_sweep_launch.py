@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,7 +237,7 @@ def test_a_run_killed_at_one_step_is_given_up_and_a_run_that_fails_is_not_killed
     step = record["killed"]["checkpoint_step"]
     assert step in (10, 20, 30, 40, 50) and [k["checkpoint_step"] for k in info["kills"]] == [step, step]
     assert [k["signal"] for k in info["kills"]] == ["SIGKILL", "SIGKILL"] and all(k["at"] for k in info["kills"])
-    assert info["status"] == "interrupted" and "SIGKILL" in info["error"]
+    assert info["status"] == "killed" and "SIGKILL" in info["error"]
     assert record["attempt"] == 2 and record["restarts"] == 1 and record["exit_code"] == -signal.SIGKILL
     assert "restarting it from there (restart 1 of 1 from this point)" in out
     assert (f"GAVE UP  gave up on {victim.name}: killed 2 times from checkpoint step {step} (SIGKILL each time)"
@@ -280,16 +281,17 @@ def test_runs_outliving_a_killed_launcher_are_followed_not_started_twice(tiny_da
         assert [row["step"] for row in metrics(run.run_dir)] == list(range(1, steps + 1))
 
 
-def _training_process_parent(config_path: Path) -> int | None:
-    """The submitit worker running this run's `scaling train` (what SLURM would signal)."""
+def _job_processes(config_path: Path) -> list[int]:
+    """This run's `scaling train` process and the submitit worker that started it: what SLURM signals."""
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and str(config_path).encode() in (proc / "cmdline").read_bytes():
                 status = (proc / "status").read_text()
-                return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+                return [int(proc.name), int(next(line.split()[1] for line in status.splitlines()
+                                                 if line.startswith("PPid:")))]
         except OSError:
             continue
-    return None
+    return []
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process through /proc")
@@ -305,11 +307,13 @@ def test_slurm_jobs_requeue_on_timeout_and_resume_from_their_checkpoint(tiny_dat
     signalled: list[int] = []
 
     def play_slurm():
-        """Near a job's time limit SLURM sends it submitit's signal (USR2): do that after a checkpoint."""
+        """Near a job's time limit SLURM sends submitit's signal (USR2) to every process of the job: do that
+        after a checkpoint (tests/test_slurm_real.py does it with a real SLURM)."""
         wait_for(lambda: checkpoint_steps(run.run_dir), what="a checkpoint")
-        worker = _training_process_parent(run.run_dir / "config.yaml")
+        processes = _job_processes(run.run_dir / "config.yaml")
         signalled.append(max(checkpoint_steps(run.run_dir)))
-        os.kill(worker, signal.SIGUSR2)
+        for pid in processes:
+            os.kill(pid, signal.SIGUSR2)
 
     thread = threading.Thread(target=play_slurm, daemon=True)
     thread.start()
@@ -318,7 +322,10 @@ def test_slurm_jobs_requeue_on_timeout_and_resume_from_their_checkpoint(tiny_dat
     thread.join(timeout=5)
     info = read(run.run_dir / "run.json")
     assert signalled and info["status"] == "done" and info["resumed_from"] >= signalled[0] > 0
-    assert "attempt 2" in (run.run_dir / "stderr.log").read_text()  # the requeued job
+    log = (run.run_dir / "stderr.log").read_text()
+    assert "attempt 2" in log  # the requeued job
+    # the training process lived through USR2 and saved where the worker's SIGTERM found it
+    assert [int(step) for step in re.findall(r"stopped by SIGTERM at step (\d+)", log)] == [info["resumed_from"]]
     submitit_logs = "".join(p.read_text() for p in (plan.sweep_dir / ".submitit").glob("*_log.*"))
     assert "timed-out" in submitit_logs and "Requeued" in submitit_logs
     assert [row["step"] for row in metrics(run.run_dir)] == list(range(1, steps + 1))

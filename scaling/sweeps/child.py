@@ -11,6 +11,7 @@ step instead of compiling it again.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +47,23 @@ def command(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "scaling.cli", "train", str(run_dir / "config.yaml")]
 
 
-def spawn(run_dir: Path, attempt: int, env: dict[str, str]) -> subprocess.Popen:
+def spawn(run_dir: Path, attempt: int, env: dict[str, str], blocked: tuple[signal.Signals, ...] = ()) -> subprocess.Popen:
     """Start the run. If the launcher dies the run carries on, and the next launch finds it alive and
-    follows it instead of starting it twice (Ctrl-C reaches the whole process group and stops both)."""
+    follows it instead of starting it twice (Ctrl-C reaches the whole process group and stops both).
+
+    ``blocked`` signals never reach the training process: SLURM sends its time-limit signal to every
+    process of a job, and the process that started this one turns it into SIGTERM (the trainer then
+    saves and exits) instead of letting it kill the trainer before it saves. A blocked signal stays
+    blocked across exec, so the trainer needs no code for it, and blocking (unlike ignoring, which
+    needs code in the forked child) is set here, in this thread, only while the child is forked: a
+    signal meant for this process in that moment is delivered as soon as it is unblocked.
+    """
     stdout, stderr = state.open_logs(run_dir, attempt)
-    with stdout, stderr:
-        return subprocess.Popen(command(run_dir), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked) if blocked else None
+    try:
+        with stdout, stderr:
+            return subprocess.Popen(command(run_dir), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                    env=env)
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

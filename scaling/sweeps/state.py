@@ -35,9 +35,8 @@ STDERR = "stderr.log"
 _HEADER = "=== scaling sweep: attempt "
 _TAIL_BYTES = 64 << 10
 
-# run.json has no status of its own for a kill: the contract's ``interrupted`` already means "stopped
-# before done, resumes from its checkpoint"; ``kills`` and the error line say it was a kill.
-KILLED_RUN_STATUS = "interrupted"
+# run.json says ``killed`` (resumable from its checkpoint, like ``interrupted``); ``kills`` keeps every kill.
+KILLED_RUN_STATUS = "killed"
 # Signals a process raises on itself when it crashes (a fault, an abort from a failed check): a bug or
 # a bad config repeats them on every attempt, so they make a run failed, never killed.
 CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
@@ -135,7 +134,7 @@ def record_kill(run_dir: Path, signal_name: str | None, how: str, at: str | None
     ``signal_name`` is the signal's name (``"SIGKILL"``) or None when unknown (the process vanished);
     ``how`` one line for people (``"was killed by SIGKILL"``); ``at`` an ISO time (default: now).
     Writes ``killed`` = {signal, checkpoint_step, at, attempt, how} into launch.json, and into
-    run.json status ``interrupted`` (resumable), an ``error`` line and the record appended to the
+    run.json status ``killed`` (resumable), an ``error`` line and the record appended to the
     run's ``kills`` (kept across attempts: a finished run shows how often it was killed). Call it
     only when no process of the run is alive and the attempt left no verdict of its own in run.json
     (``done``, ``failed``, ``interrupted``). Returns the record.

@@ -2,12 +2,12 @@
 progress line show, and what a relaunch decides from.
 
 A run is ``running`` while the process the launcher recorded for it is alive, whatever run.json
-says yet. ``killed``: its process was ended from outside without a verdict of its own (launch.json
-holds the record, see ``state.record_kill``), or run.json still says ``running`` with no live
-process (it died with its launcher, and nobody was left to record it). ``resumable``: it stopped
-itself cleanly on SIGTERM/SIGINT. The next launch resumes both from their last checkpoint;
-``failed`` runs only with --retry-failed. SLURM jobs run on other hosts, so a submitted job counts
-as alive; a relaunch asks SLURM before it believes that.
+says yet: for a SLURM job, while SLURM lists it as pending, running or requeued (``slurm_jobs``).
+``killed``: its process was ended from outside without a verdict of its own (launch.json holds the
+record, see ``state.record_kill``; a SLURM job that SLURM no longer knows and that left no result is
+one), or run.json still says ``running`` with no live process (it died with its launcher, and nobody
+was left to record it). ``resumable``: it stopped itself cleanly on SIGTERM/SIGINT. The next launch
+resumes both from their last checkpoint; ``failed`` runs only with --retry-failed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from scaling.rundir import RunDir
-from scaling.sweeps import state
+from scaling.sweeps import slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
 
 STATUSES = ("done", "running", "failed", "killed", "resumable", "pending", "blocked")
@@ -41,7 +41,7 @@ class RunState:
 
 def is_alive(run: PlannedRun, launch: dict) -> bool:
     if launch.get("executor") == "slurm":
-        return True
+        return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
     return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
 
 
@@ -65,6 +65,9 @@ def read(run: PlannedRun) -> RunState:
 
 
 def collect(runs: list[PlannedRun]) -> list[RunState]:
+    launches = [state.read_launch(r.run_dir) for r in runs]
+    if job_ids := [x["job_id"] for x in launches if x.get("executor") == "slurm" and x.get("job_id")]:
+        slurm_jobs.JOBS.refresh(job_ids)  # one question to SLURM for the whole sweep
     states = [read(r) for r in runs]
     failed = {s.run.name for s in states if s.status == "failed"}
     return [dataclasses.replace(s, status="blocked", error=f"its stable run {s.run.after[0]} failed")
