@@ -300,7 +300,7 @@ def test_a_job_requeued_with_scontrol_is_followed_until_it_is_done(cluster, swee
     assert f"done     {requeued.name}" in s.output() and "stopped" not in s.output() and "FAILED" not in s.output()
 
 
-def test_a_job_killed_outright_is_reported_killed_and_a_relaunch_resumes_it(cluster, sweep):
+def test_a_job_killed_outright_is_reported_killed_and_restarted_from_its_checkpoint(cluster, sweep):
     cluster.use_accounting(False)
     s = sweep(steps=1000, checkpoint_every=100)
     proc = s.start()
@@ -313,14 +313,15 @@ def test_a_job_killed_outright_is_reported_killed_and_a_relaunch_resumes_it(clus
     out = subprocess.run(["scontrol", "listpids", own_id], capture_output=True, text=True, check=True).stdout
     for pid in {int(line.split()[0]) for line in out.splitlines()[1:] if line.split()}:
         os.kill(pid, signal.SIGKILL)
-    assert s.finish(proc) == 1, s.output()
-    assert re.search(rf"killed   {killed.name}: SLURM job {job} ended \w+ and left no result", s.output()), s.output()
-    assert s.statuses() == {killed.name: "killed", other.name: "done"}
-
-    assert s.finish(s.start()) == 0, s.output()
+    # The launch itself restarts a killed run (--max-restarts, default 2) from its checkpoint, as a new job.
+    assert s.finish(proc) == 0, s.output()
+    assert re.search(rf"killed   {killed.name}: the training process died with SLURM job {job}, which ended \w+ "
+                     r"and left no result \(last checkpoint: step [1-9]00\); restarting", s.output()), s.output()
     info = read(killed / "run.json")
     assert info["status"] == "done" and info["resumed_from"] > 0 and info["resumed_from"] % 100 == 0
+    assert [k["checkpoint_step"] for k in info["kills"]] == [info["resumed_from"]]
     assert steps_logged(killed) == list(range(1, s.steps + 1)) and len(s.jobs()) == 3
+    assert s.statuses() == {killed.name: "done", other.name: "done"}
     assert_undisturbed(s, other)
 
 

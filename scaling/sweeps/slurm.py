@@ -30,7 +30,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError("--executor slurm needs submitit: pip install -e \".[slurm]\"") from e
 
-from scaling.rundir import now
+from scaling.rundir import RunDir, now
 from scaling.sweeps import child, slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
 from scaling.sweeps.spec import SweepError
@@ -165,16 +165,20 @@ class SlurmExecutor:
     def finished(self) -> list[tuple[PlannedRun, int | None, str | None]]:
         """Runs whose job ended: (run, the training process's exit code or None, error or None).
 
-        A job that ended without a result (killed with its job, or by SLURM) gives no exit code and
-        an error naming SLURM's last state for it.
+        A job that ended without a result (killed with its job, or by SLURM) and whose run left no
+        verdict of its own is recorded as killed (``state.record_kill``, naming SLURM's last state for
+        it) and given as (run, None, None): resumable, never failed.
         """
         ended = []
         for name, slurm_state in self._ended().items():
             run, job = self.running.pop(name)
             outcome = _outcome(job)
             if outcome is None:
-                last = f"ended {slurm_state}" if slurm_state else "is no longer known to SLURM"
-                outcome = None, f"SLURM job {job.job_id} {last} and left no result"
+                outcome = None, None
+                if RunDir(run.run_dir).read_run().get("status") not in state.VERDICTS:
+                    last = f"ended {slurm_state}" if slurm_state else "is no longer known to SLURM"
+                    state.record_kill(run.run_dir, None, f"died with SLURM job {job.job_id}, which {last} "
+                                                         "and left no result")
             ended.append((run, *outcome))
         return ended
 

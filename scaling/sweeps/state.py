@@ -35,6 +35,8 @@ STDERR = "stderr.log"
 _HEADER = "=== scaling sweep: attempt "
 _TAIL_BYTES = 64 << 10
 
+# What a run writes into run.json itself when it ends: its own verdict, never overwritten by a kill record.
+VERDICTS = frozenset({"done", "failed", "interrupted"})
 # run.json says ``killed`` (resumable from its checkpoint, like ``interrupted``); ``kills`` keeps every kill.
 KILLED_RUN_STATUS = "killed"
 # Signals a process raises on itself when it crashes (a fault, an abort from a failed check): a bug or
