@@ -134,7 +134,7 @@ class _Launch:
             self._say(f"done     {run.name}  eval loss {loss:.4f}" if loss is not None else f"done     {run.name}")
             return
         if info.get("status") != "failed" and (self.stopping is not None or info.get("status") == "interrupted"):
-            self._say(f"stopped  {run.name} at step {info.get('failed_step') or '?'} (resumable)")
+            self._say(f"stopped  {run.name} at step {info.get('interrupted_step') or '?'} (resumable)")
             return
         if info.get("status") != "failed":  # died before the trainer could say why: killed, or a config error
             last = tail[-1] if tail else "no output"
