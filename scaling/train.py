@@ -95,6 +95,8 @@ def resolve(cfg: RunConfig) -> Plan:
     if cfg.optim.warmup_steps and cfg.optim.warmup_steps >= total and cfg.optim.schedule != "constant":
         raise ConfigError(f"optim.warmup_steps={cfg.optim.warmup_steps} leaves no step of this {total}-step run "
                           f"for the {cfg.optim.schedule} decay; lower it below {total}")
+    if t.init_from is not None and not (Path(t.init_from) / "checkpoints").is_dir():
+        raise ConfigError(f"train.init_from={t.init_from!r} is not a run directory with checkpoints")
     run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or config.run_id(cfg)))
     return Plan(cfg, dataset, acct, total, tokens_per_step, run_dir)
 
@@ -193,15 +195,17 @@ def run(cfg: RunConfig) -> dict:
     cfg, rd = plan.cfg, plan.run_dir
     rd.writes = distributed.is_main()
     _check_stored_config(plan)
+    rd.read_run()  # a damaged run.json is refused before anything is written
+    rt = runtime.build(plan)  # refuses a model that cannot fit in memory, also before any write
     lock = _lock_run_dir(plan)
     try:
-        return _run_locked(plan)
+        return _run_locked(plan, rt)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_locked(plan: Plan) -> dict:
+def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
     cfg, rd = plan.cfg, plan.run_dir
     try:
         if rd.writes:
@@ -232,7 +236,7 @@ def _run_locked(plan: Plan) -> dict:
                     plan.tokens_target, epochs, train_tokens)
     try:
         with _StopSignal() as stop:
-            return _train(plan, device, stop)
+            return _train(plan, rt, device, stop)
     except Interrupted as e:
         _record_end(rd, status="interrupted", interrupted_step=e.step, finished=now())
         raise
@@ -267,8 +271,6 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     """
     cfg, rd = plan.cfg, plan.run_dir
     source = RunDir(cfg.train.init_from)
-    if not source.path.is_dir():
-        raise ConfigError(f"train.init_from: {source.path} is not a run directory")
     source_ckpt = Checkpointer(source.checkpoint_path, read_only=True)
     available = source_ckpt.steps() if source.checkpoint_path.is_dir() else []
     branch_step = cfg.train.init_step if cfg.train.init_step is not None else (available[-1] if available else None)
@@ -308,9 +310,8 @@ def _allocate(plan: Plan, rt: runtime.Runtime):
         raise runtime.memory_error(plan, runtime.state_bytes_per_device(rt.abstract_state), None) from None
 
 
-def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
+def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> dict:
     cfg, rd, acct = plan.cfg, plan.run_dir, plan.accounting
-    rt = runtime.build(plan)
     ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints, cfg.train.keep_steps)
     restored = ckpt.restore_latest(rt.abstract_state)
     if restored is None and cfg.train.init_from:
