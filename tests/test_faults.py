@@ -74,3 +74,17 @@ def test_tensorboard_is_cut_back_to_the_restored_step_and_deduplicated(tmp_path)
     assert len(tb_events.event_files(tb)) == 1
     assert tb_events.truncate(tb, 5) == 0  # nothing left to drop: the file is not rewritten
     assert tb_events.truncate(tb, 0) == 5 and tb_events.event_files(tb) == []
+
+
+def test_evaluation_steps_take_no_memory_proportional_to_the_run():
+    import tracemalloc
+
+    from scaling.train import eval_steps
+
+    tracemalloc.start()
+    steps = eval_steps(10**9, 100, 8)
+    used = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert used < 100_000
+    assert 1 in steps and 100 in steps and 10**9 in steps and 101 not in steps and 0 not in steps
+    assert sorted(s for s in range(1, 1001) if s in eval_steps(1000, 300, 4)) == [1, 10, 100, 300, 600, 900, 1000]

@@ -141,16 +141,16 @@ def test_corrupt_newest_checkpoint_is_skipped(uninterrupted, tiny_data, tmp_path
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
-    # Linear warm-up from 0 to 1e36: step 1 changes nothing, step 2 blows the weights up to ~1e36,
-    # and the forward pass of step 3 overflows.
-    args = tiny_run_args(tiny_data, tmp_path, "train.steps=50", "train.checkpoint_every=2", "optim.lr=1e37",
+    # Linear warm-up to 1e37 over 10 updates: update 1 (rate 1e36) blows the weights up to ~1e36,
+    # and the forward pass of step 2 overflows; step 1's checkpoint is the last good one.
+    args = tiny_run_args(tiny_data, tmp_path, "train.steps=50", "train.checkpoint_every=1", "optim.lr=1e37",
                          "optim.warmup_steps=10", "optim.grad_clip=0", "optim.schedule=constant")
     proc = run_scaling("train", "tiny-d64", *args, check=False)
     assert proc.returncode == 1 and "non-finite loss" in proc.stderr
     run = _run_dir(tmp_path)
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "failed" and "non-finite" in info["error"]
-    assert info["failed_step"] >= 3
+    assert info["failed_step"] >= 2
     steps = _checkpoint_steps(run)
     assert steps and max(steps) < info["failed_step"]
 
@@ -287,6 +287,7 @@ def test_logged_rates_start_above_zero_and_end_at_the_floor(tiny_data, tmp_path,
     from scaling import config, train
 
     cfg = config.load(None, ["model.preset=tiny-d64", *tiny_run_args(tiny_data, tmp_path, "train.steps=12",
+                             "model.n_layer=1", "model.seq_len=8", "train.batch_size=2", "data.eval_batches=1",
                              "train.log_every=1", "train.checkpoint_every=100", "train.eval_every=100",
                              "train.eval_log_points=0", "optim.lr=0.004", "optim.min_lr_ratio=0.25",
                              "optim.warmup_steps=4", "optim.cooldown_fraction=0.5", f"optim.schedule={schedule}",
