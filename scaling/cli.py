@@ -7,8 +7,6 @@ import json
 import logging
 import sys
 
-from scaling.config import ConfigError
-
 
 def _load_config(spec: str | None, overrides: list[str]):
     """A YAML file, or the name of a model preset (``scaling params gpt2-xl``)."""
@@ -22,9 +20,7 @@ def _load_config(spec: str | None, overrides: list[str]):
 def _cmd_params(args) -> int:
     from scaling import accounting, train
 
-    cfg = _load_config(args.config, args.overrides)
-    if cfg.model.vocab_size is None:
-        cfg, _ = train.resolve_vocab(cfg)
+    cfg, _ = train.resolve_vocab(_load_config(args.config, args.overrides), prepare=False)
     acct = accounting.count(cfg.model)
     if args.json:
         print(json.dumps(acct.as_dict(), indent=2))
@@ -61,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: SCALING_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("params", help="parameter and FLOP counts of a config or preset")
@@ -86,21 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scaling.data.errors import DataError
-    from scaling.rundir import RunFailed
+    """Every command runs through one handler: an expected failure is one ``error:`` line (scaling.errors)."""
+    from scaling import errors
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("absl", "jax._src", "orbax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return args.func(args)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    if not args.verbose:
+        # orbax logs a failed background save with tracebacks (and asyncio its unretrieved futures),
+        # then raises it to the trainer, which reports it as the one error line.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda r: not (r.name.split(".")[0] in ("absl", "orbax", "asyncio")
+                                             and r.levelno >= logging.ERROR))
+    return errors.guarded(lambda: args.func(args), debug=args.debug or errors.debug_requested())
 
 
 if __name__ == "__main__":

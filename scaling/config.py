@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any, Literal
 
 import yaml
 
+from scaling.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config problem the user can fix; the CLI prints it without a traceback."""
 
 
@@ -198,7 +201,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
         if not number.is_integer():
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
@@ -208,7 +211,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     if hint is str:
         if isinstance(value, (dict, list)):
@@ -254,14 +257,30 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where, without the excerpt it prints."""
+    if isinstance(e, yaml.constructor.ConstructorError) and e.problem and "tag" in e.problem:
+        return f"{e.problem} (tags are not allowed: config files are data, never code)"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["model.d_model=128", ...]`` into a nested dict of YAML-parsed values."""
+    """Turn ``["model.d_model=128", ...]`` into a nested dict of YAML-parsed values.
+
+    ``key=null`` (or ``key=``) sets a value to None, e.g. to unset a budget the config file sets.
+    """
     tree: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)})") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -277,13 +296,24 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; every way the file can be wrong is a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}")
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not valid UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of config keys")
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys, got {type(data).__name__}")
     return data
 
 
@@ -304,50 +334,117 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     return from_dict(merge(base, parse_overrides(list(overrides))))
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of one numeric key: ``low``/``high`` bounds, each closed or open (None: unbounded)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""  # appended to the message when the bound is not obvious
+
+    def contains(self, x: float) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def __str__(self) -> str:
+        def fmt(v: float) -> str:
+            return f"{v:g}" if isinstance(v, float) else f"{v:,}"
+
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {fmt(self.low)}"
+        lo = "-inf" if self.low is None else fmt(self.low)
+        return f"{'(' if self.low_open else '['}{lo}, {fmt(self.high)}{')' if self.high_open else ']'}"
+
+
+# Budgets past these are typing mistakes, not experiments: the largest published runs train on
+# about 4e13 tokens with about 5e26 FLOPs, and a billion optimizer steps is years of compute.
+MAX_STEPS = 10**9
+MAX_TOKENS = 1e16
+MAX_FLOPS = 1e30
+_POSITIVE, _NON_NEGATIVE, _FRACTION = Range(1), Range(0), Range(0.0, 1.0)
+_OPEN_POSITIVE = Range(0.0, low_open=True)
+
+# Every numeric config key and its valid range; validate() checks them all, and a test checks that
+# no numeric key is missing here. Optional keys are checked only when set.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1), "model.n_layer": _POSITIVE, "model.d_model": _POSITIVE,
+    "model.n_head": _POSITIVE, "model.d_head": _POSITIVE, "model.d_ff": _POSITIVE,
+    "model.vocab_size": Range(2, 2**31 - 1, why=" (token ids are int32)"), "model.seq_len": _POSITIVE,
+    "model.rope_theta": _OPEN_POSITIVE, "model.norm_eps": _OPEN_POSITIVE,
+    "model.dropout": Range(0.0, 1.0, high_open=True), "model.init_std": _OPEN_POSITIVE,
+    "data.eval_batches": _POSITIVE,
+    "optim.lr": _OPEN_POSITIVE, "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.warmup_fraction": Range(0.0, 1.0, high_open=True), "optim.min_lr_ratio": _FRACTION,
+    "optim.cooldown_fraction": _FRACTION, "optim.beta1": Range(0.0, 1.0, high_open=True),
+    "optim.beta2": Range(0.0, 1.0, high_open=True), "optim.eps": _OPEN_POSITIVE,
+    "optim.weight_decay": Range(0.0), "optim.grad_clip": Range(0.0, why=" (0 disables clipping)"),
+    "train.batch_size": _POSITIVE, "train.grad_accum": _POSITIVE,
+    "train.tokens": Range(0.0, MAX_TOKENS, low_open=True, why=" (a larger budget is a typing mistake)"),
+    "train.flops": Range(0.0, MAX_FLOPS, low_open=True, why=" (a larger budget is a typing mistake)"),
+    "train.steps": Range(1, MAX_STEPS, why=" (a larger budget is a typing mistake)"),
+    "train.eval_every": _POSITIVE, "train.eval_log_points": Range(0, 1000), "train.log_every": _POSITIVE,
+    "train.checkpoint_every": _POSITIVE, "train.keep_checkpoints": _POSITIVE,
+    "train.keep_steps": Range(1, MAX_STEPS), "train.init_step": _POSITIVE,
+    "mesh.data": Range(-1), "mesh.fsdp": Range(-1),
+    "distributed.num_processes": _POSITIVE, "distributed.process_id": _NON_NEGATIVE,
+}
+
+
+def get(cfg: Any, key: str) -> Any:
+    """The value of a dotted key (``optim.lr``) in a config."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    for key, valid in RANGES.items():
+        value = get(cfg, key)
+        for v in value if isinstance(value, list) else [value]:
+            if v is None:
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key}={v} is not a finite number; valid: {valid}{valid.why}")
+            if not valid.contains(v):
+                shown = f"{v:.3g}" if abs(v) >= 1e12 else repr(v)
+                raise ConfigError(f"{key}={shown} is out of range; valid: {valid}{valid.why}")
+
+
 def validate(cfg: RunConfig) -> None:
-    """Cross-field checks that a single field's type cannot express."""
-    m, t, o = cfg.model, cfg.train, cfg.optim
-    positive = {
-        "model.n_layer": m.n_layer, "model.d_model": m.d_model, "model.n_head": m.n_head,
-        "model.seq_len": m.seq_len, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum,
-        "train.log_every": t.log_every, "train.eval_every": t.eval_every,
-        "train.checkpoint_every": t.checkpoint_every, "train.keep_checkpoints": t.keep_checkpoints,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
+    """Every value's range (RANGES), then the checks that involve several fields."""
+    _check_ranges(cfg)
+    m, t = cfg.model, cfg.train
     if m.d_head is None and m.d_model % m.n_head:
         raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.n_head={m.n_head}; set model.d_head")
     if m.position == "rope" and m.head_dim % 2:
         raise ConfigError(f"rotary embeddings need an even head dimension, got {m.head_dim}")
-    if not 0.0 <= m.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if t.batch_size % t.grad_accum:
         raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by train.grad_accum={t.grad_accum}")
     budgets = [k for k in ("tokens", "flops", "steps") if getattr(t, k) is not None]
     if len(budgets) > 1:
-        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {', '.join(budgets)})")
-    for key in budgets:
-        if getattr(t, key) <= 0:
-            raise ConfigError(f"train.{key} must be positive")
-    if o.lr <= 0:
-        raise ConfigError(f"optim.lr must be positive, got {o.lr}")
-    if not 0.0 <= o.cooldown_fraction <= 1.0 or not 0.0 <= o.warmup_fraction < 1.0:
-        raise ConfigError("optim.cooldown_fraction must be in [0, 1] and optim.warmup_fraction in [0, 1)")
-    if o.warmup_steps < 0 or o.grad_clip < 0 or o.weight_decay < 0:
-        raise ConfigError("optim.warmup_steps, optim.grad_clip and optim.weight_decay must be non-negative")
-    if any(k <= 0 for k in t.keep_steps):
-        raise ConfigError("train.keep_steps must hold positive step numbers")
+        unset = " ".join(f"train.{k}=null" for k in budgets[:-1])
+        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {', '.join(budgets)}); "
+                          f"unset the others, e.g. `{unset}`")
     if t.init_step is not None and t.init_from is None:
         raise ConfigError("train.init_step needs train.init_from (the run directory to start from)")
-    if not (cfg.mesh.data == -1 or cfg.mesh.data >= 1) or not (cfg.mesh.fsdp == -1 or cfg.mesh.fsdp >= 1):
-        raise ConfigError("mesh.data and mesh.fsdp must be positive or -1 (all remaining devices)")
+    for key in ("mesh.data", "mesh.fsdp"):
+        if get(cfg, key) == 0:
+            raise ConfigError(f"{key}=0: must be positive or -1 (all remaining devices)")
     if cfg.mesh.data == -1 and cfg.mesh.fsdp == -1:
         raise ConfigError("only one of mesh.data and mesh.fsdp can be -1")
+    d = cfg.distributed
+    if d.num_processes is not None and d.process_id is not None and d.process_id >= d.num_processes:
+        raise ConfigError(f"distributed.process_id={d.process_id} must be below "
+                          f"distributed.num_processes={d.num_processes}")
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
         raise ConfigError(f"name {cfg.name!r} must be a plain directory name")
     if "/" in cfg.sweep or cfg.sweep in ("", ".", ".."):
         raise ConfigError(f"sweep {cfg.sweep!r} must be a plain directory name")
+    if "\0" in cfg.runs_dir or "\0" in (cfg.name or "") or "\0" in cfg.sweep:
+        raise ConfigError("runs_dir, sweep and name cannot contain a NUL character")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

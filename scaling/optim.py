@@ -17,45 +17,63 @@ from scaling.config import ModelConfig, OptimConfig
 
 
 def warmup_steps(cfg: OptimConfig, total_steps: int) -> int:
-    return cfg.warmup_steps if cfg.warmup_steps else int(round(cfg.warmup_fraction * total_steps))
+    """``warmup_steps`` if set, else ``warmup_fraction`` of the run, leaving at least one update after it."""
+    if cfg.warmup_steps:
+        return cfg.warmup_steps
+    return min(int(round(cfg.warmup_fraction * total_steps)), max(total_steps - 1, 0))
 
 
-def _cooldown(shape: str, peak: float, floor: float, steps: int) -> optax.Schedule:
-    """Decay from peak to floor over ``steps``: linear, cosine, or 1-sqrt (Hägele et al. 2024)."""
-    steps = max(steps, 1)
+def decay_steps(cfg: OptimConfig, total_steps: int) -> int:
+    """How many of the run's updates decay the rate: all after warmup (cosine), the last
+    ``round(cooldown_fraction * T)`` and at least one when the fraction is not 0 (wsd, never
+    overlapping the warmup), none (constant)."""
+    after_warmup = total_steps - min(warmup_steps(cfg, total_steps), total_steps)
+    if cfg.schedule == "cosine":
+        return after_warmup
+    if cfg.schedule == "wsd" and cfg.cooldown_fraction > 0:
+        return min(max(int(round(cfg.cooldown_fraction * total_steps)), 1), after_warmup)
+    return 0
 
-    def schedule(count):
-        frac = jnp.clip(count / steps, 0.0, 1.0)
-        if shape == "linear":
-            weight = 1.0 - frac
-        elif shape == "cosine":
-            weight = 0.5 * (1.0 + jnp.cos(math.pi * frac))
-        else:
-            weight = 1.0 - jnp.sqrt(frac)
-        return floor + (peak - floor) * weight
 
-    return schedule
+def _weight(shape: str, frac):
+    """Share of (peak - floor) left at cooldown progress ``frac`` in [0, 1]: linear, cosine or
+    1-sqrt (Hägele et al. 2024, section 3)."""
+    if shape == "linear":
+        return 1.0 - frac
+    if shape == "cosine":
+        return 0.5 * (1.0 + jnp.cos(math.pi * frac))
+    return 1.0 - jnp.sqrt(frac)
 
 
 def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    """Learning rate as a function of the optimizer step, for ``total_steps`` steps in all."""
-    warm = min(warmup_steps(cfg, total_steps), total_steps)
+    """The learning rate of update k, for k = 0 .. total_steps - 1 (optax's update count).
+
+    Update k is the (k+1)-th of T = ``total_steps``; its rate is the schedule at the end of it:
+    - warmup over the first W updates: ``lr * (k+1) / W``, so the first update moves (rate lr/W)
+      and update W-1 reaches the peak;
+    - decay over the last D updates (``decay_steps``): ``floor + (lr - floor) * w((k+1 - (T-D)) / D)``
+      with ``floor = lr * min_lr_ratio`` and ``w`` the cooldown shape, so update T-1 uses exactly
+      the floor and the first decayed update is already below the peak;
+    - the peak in between. ``constant`` never decays (min_lr_ratio does not apply to it).
+    A resumed run evaluates the same function at the same k, so its rates match an unbroken run's.
+    """
+    T = total_steps
+    W = min(warmup_steps(cfg, T), T)
+    D = decay_steps(cfg, T)
     peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
-    warmup = optax.linear_schedule(0.0, peak, warm) if warm else None
-    rest = total_steps - warm
-    if cfg.schedule == "constant":
-        main = optax.constant_schedule(peak)
-    elif cfg.schedule == "cosine":
-        main = _cooldown("cosine", peak, floor, rest)
-    else:
-        decay = int(round(cfg.cooldown_fraction * total_steps))
-        stable = max(rest - decay, 0)
-        main = optax.join_schedules(
-            [optax.constant_schedule(peak), _cooldown(cfg.cooldown_shape, peak, floor, decay)], [stable]
-        )
-    if warmup is None:
-        return main
-    return optax.join_schedules([warmup, main], [warm])
+    shape = "cosine" if cfg.schedule == "cosine" else cfg.cooldown_shape
+
+    def rate(k):
+        u = jnp.asarray(k, jnp.int32) + 1  # updates done once this one is applied; integer, so exact
+        lr = jnp.full(u.shape, peak, jnp.float32)
+        if W:
+            lr = jnp.where(u <= W, peak * u.astype(jnp.float32) / W, lr)
+        if D:
+            frac = jnp.clip((u - (T - D)).astype(jnp.float32) / D, 0.0, 1.0)
+            lr = jnp.where(u > T - D, floor + (peak - floor) * _weight(shape, frac), lr)
+        return lr
+
+    return rate
 
 
 def _path_names(path) -> tuple[str, ...]:

@@ -14,10 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-class RunFailed(RuntimeError):
-    """The run stopped for a reason that is recorded in run.json (non-finite loss, a signal)."""
+from scaling.errors import EXIT_FAILED, UserError, naming
 
-    def __init__(self, message: str, step: int | None = None, exit_code: int = 1):
+
+class RunFailed(UserError):
+    """The run stopped for a reason that is recorded in run.json (a non-finite loss, a full disk)."""
+
+    def __init__(self, message: str, step: int | None = None, exit_code: int = EXIT_FAILED):
         super().__init__(message)
         self.step = step
         self.exit_code = exit_code
@@ -37,9 +40,15 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write a temp file and rename it over ``path``; on failure (a full disk) no temp file is left."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with naming(tmp):
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RunDir:
@@ -56,9 +65,16 @@ class RunDir:
         return self.config_path.exists()
 
     def read_run(self) -> dict:
+        """run.json's contents ({} when absent); a damaged file is a UserError naming it."""
         if not self.run_json_path.exists():
             return {}
-        return json.loads(self.run_json_path.read_text())
+        try:
+            run = json.loads(self.run_json_path.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UserError(f"{self.run_json_path} is damaged ({e}); fix or remove it") from None
+        if not isinstance(run, dict):
+            raise UserError(f"{self.run_json_path} is damaged (not a JSON object); fix or remove it")
+        return run
 
     def update_run(self, **fields: Any) -> dict:
         """Merge fields into run.json; status must be one the contract knows."""
@@ -89,11 +105,16 @@ class RunDir:
             return
         kept = [row for row in self.read_metrics() if row["step"] <= last_step]
         tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        os.replace(tmp, self.metrics_path)
+        try:
+            with naming(tmp):
+                tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            os.replace(tmp, self.metrics_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def append_metrics(self, row: dict) -> None:
         if not self.writes:
             return
-        with self.metrics_path.open("a") as f:
+        with naming(self.metrics_path), self.metrics_path.open("a") as f:
             f.write(json.dumps({k: _finite_or_none(v) for k, v in row.items()}) + "\n")

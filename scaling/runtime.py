@@ -7,6 +7,7 @@ what `scaling train` runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -60,6 +61,61 @@ class Runtime:
         return float(sum(s for s, _ in sums) / sum(c for _, c in sums))
 
 
+def _available_bytes(device) -> int | None:
+    """Memory one device can still allocate: the accelerator's limit, or the host's available memory
+    shared by its CPU devices. None where the platform does not say."""
+    if device.platform == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                fields = dict(line.split(":", 1) for line in f)
+            return int(fields["MemAvailable"].split()[0]) * 1024 // max(jax.local_device_count(), 1)
+        except (OSError, KeyError, ValueError):
+            return None
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends do not implement it
+        return None
+    limit = stats.get("bytes_limit")
+    return None if limit is None else limit - stats.get("bytes_in_use", 0)
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def state_bytes_per_device(abstract_state) -> int:
+    """Bytes one device holds for parameters, optimizer state and one set of gradients (the
+    gradients are shaped like the parameters). Activations come on top, so this is a lower bound."""
+    def shard_bytes(a) -> int:
+        return math.prod(a.sharding.shard_shape(a.shape)) * a.dtype.itemsize
+
+    return (sum(shard_bytes(a) for a in jax.tree.leaves(abstract_state))
+            + sum(shard_bytes(a) for a in jax.tree.leaves(abstract_state["params"])))
+
+
+def memory_error(plan, needed: int, available: int | None) -> ConfigError:
+    device = jax.devices()[0]
+    have = f"{device.device_kind} has {_human(available)} available" if available is not None else \
+        f"{device.device_kind} could not allocate it"
+    return ConfigError(
+        f"the model does not fit in memory: it needs at least {_human(needed)} ({needed:,} bytes) per device for "
+        f"{plan.accounting.n_params:,} parameters, their gradients and AdamW state, before activations; {have}. "
+        "Shrink the model (model.vocab_size, model.d_model, model.n_layer) or shard it (mesh.fsdp)")
+
+
+def check_memory(plan, abstract_state) -> int:
+    """Refuse, before anything is allocated, a state that cannot fit; returns the bytes it needs."""
+    needed = state_bytes_per_device(abstract_state)
+    available = _available_bytes(jax.devices()[0])
+    if available is not None and needed > available:
+        raise memory_error(plan, needed, available)
+    return needed
+
+
 def build(plan) -> Runtime:
     cfg = plan.cfg
     mesh = sharding.make_mesh(cfg.mesh)
@@ -74,6 +130,7 @@ def build(plan) -> Runtime:
         abstract_state, sharding.param_shardings(cfg.model, abstract_params, mesh), mesh)
     abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
                                   abstract_state, state_sharding)
+    check_memory(plan, abstract_state)
     tokens_sharding = sharding.batch_sharding(mesh)
     return Runtime(
         plan=plan, mesh=mesh, tx=tx, lr_schedule=lr_schedule, abstract_state=abstract_state,

@@ -17,10 +17,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scaling import accounting, config, distributed, hardware, runtime, step
+from scaling import accounting, config, distributed, hardware, lockfile, runtime, step, tb_events
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
 from scaling.data import TokenDataset, ensure_prepared
+from scaling.data.cache import cache_path
+from scaling.data.layout import is_prepared
+from scaling.data.tokenizer import ByteTokenizer, TokenizerSpec
+from scaling.errors import Interrupted, UserError, describe_os_error
 from scaling.metrics_log import MetricsLog
 from scaling.rundir import RunDir, RunFailed, now
 
@@ -48,8 +52,19 @@ def open_dataset(cfg: RunConfig) -> TokenDataset:
     return TokenDataset(path)
 
 
-def resolve_vocab(cfg: RunConfig) -> tuple[RunConfig, TokenDataset]:
-    """The model's vocabulary is the dataset's unless set (larger, e.g. padded to a multiple of 64)."""
+def resolve_vocab(cfg: RunConfig, prepare: bool = True) -> tuple[RunConfig, TokenDataset | None]:
+    """The model's vocabulary is the dataset's unless set (larger, e.g. padded to a multiple of 64).
+
+    With ``prepare=False`` (``scaling params``) a dataset that is not on disk yet is not prepared just
+    to check a set vocabulary; the byte tokenizer's fixed vocabulary is still checked.
+    """
+    if not prepare and cfg.model.vocab_size is not None and cfg.data.path is None \
+            and not is_prepared(cache_path(cfg.data.source, cfg.data.tokenizer)):
+        spec = TokenizerSpec.parse(cfg.data.tokenizer)
+        if spec.kind == "byte" and cfg.model.vocab_size < ByteTokenizer.vocab_size:
+            raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the byte tokenizer's "
+                              f"vocabulary ({ByteTokenizer.vocab_size})")
+        return cfg, None
     dataset = open_dataset(cfg)
     if cfg.model.vocab_size is None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=dataset.vocab_size))
@@ -73,17 +88,43 @@ def resolve(cfg: RunConfig) -> Plan:
         total = math.ceil(t.flops / (acct.flops_per_token * tokens_per_step))
     else:
         raise ConfigError("set a budget: one of train.tokens, train.flops or train.steps")
+    if total > config.MAX_STEPS:
+        raise ConfigError(f"the budget comes to {total:.3g} optimizer steps of {tokens_per_step:,} tokens, more than "
+                          f"the {config.MAX_STEPS:.0e} a run may take; check train.tokens / train.flops")
+    total = max(total, 1)
+    if cfg.optim.warmup_steps and cfg.optim.warmup_steps >= total and cfg.optim.schedule != "constant":
+        raise ConfigError(f"optim.warmup_steps={cfg.optim.warmup_steps} leaves no step of this {total}-step run "
+                          f"for the {cfg.optim.schedule} decay; lower it below {total}")
+    if t.init_from is not None and not (Path(t.init_from) / "checkpoints").is_dir():
+        raise ConfigError(f"train.init_from={t.init_from!r} is not a run directory with checkpoints")
     run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or config.run_id(cfg)))
-    return Plan(cfg, dataset, acct, max(total, 1), tokens_per_step, run_dir)
+    return Plan(cfg, dataset, acct, total, tokens_per_step, run_dir)
 
 
-def eval_steps(total: int, every: int, log_points: int) -> set[int]:
-    """Regular evaluations, log-spaced ones (early curve shape matters for fits), and the last step."""
-    steps = set(range(every, total + 1, every))
-    if log_points > 0:
-        steps.update(int(round(s)) for s in np.geomspace(1, total, log_points))
-    steps.add(total)
-    return steps
+@dataclasses.dataclass(frozen=True)
+class EvalSteps:
+    """Which steps evaluate: every ``every``-th, ``log_points`` log-spaced ones (early curve shape
+    matters for fits), and the last. A membership test, so memory does not grow with the run length."""
+
+    total: int
+    every: int
+    log_points: int
+
+    @property
+    def log_spaced(self) -> frozenset[int]:
+        if self.log_points <= 0:
+            return frozenset()
+        return frozenset(int(round(s)) for s in np.geomspace(1, self.total, self.log_points))
+
+    def __contains__(self, s: int) -> bool:
+        return 1 <= s <= self.total and (s % self.every == 0 or s == self.total or s in self._log)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_log", self.log_spaced)
+
+
+def eval_steps(total: int, every: int, log_points: int) -> EvalSteps:
+    return EvalSteps(total, every, log_points)
 
 
 def _versions() -> dict:
@@ -115,58 +156,111 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _prepare_run_dir(plan: Plan) -> None:
+def _check_stored_config(plan: Plan) -> None:
     rd, cfg = plan.run_dir, plan.cfg
     if rd.exists():
-        stored = config.from_dict(config.load_yaml(rd.config_path))
+        try:
+            stored = config.from_dict(config.load_yaml(rd.config_path))
+        except ConfigError as e:
+            raise ConfigError(f"{rd.config_path} (the config of the run already there) is damaged: {e}") from None
         if config.run_id(stored) != config.run_id(cfg):
             raise ConfigError(f"{rd.path} already holds a run with a different config; "
                               "pick another name= or runs_dir=, or remove the directory")
-    if rd.writes:
+
+
+def _lock_run_dir(plan: Plan) -> lockfile.DirLock | None:
+    """Create the run directory and hold its lock: a second process on the same run is refused."""
+    rd = plan.run_dir
+    if not rd.writes:
+        return None
+    try:
         rd.path.mkdir(parents=True, exist_ok=True)
-        rd.config_path.write_text(config.dump_yaml(cfg))
+        lock = lockfile.DirLock(rd.path / "run.lock", f"run {rd.path}",
+                                "wait for it to finish, or stop it and run the same command to resume")
+        lock.acquire()
+    except OSError as e:
+        raise RunFailed(f"cannot write the run directory: {describe_os_error(e)}") from None
+    return lock
 
 
 def run(cfg: RunConfig) -> dict:
-    """Train (or resume, or notice it is already done) and return the final run.json contents."""
+    """Train (or resume, or notice it is already done) and return the final run.json contents.
+
+    Raises ConfigError for bad input, lockfile.Locked when another process trains this run,
+    RunFailed when the run fails (recorded in run.json where it can be written) and Interrupted
+    when SIGINT/SIGTERM stopped it after a checkpoint (status ``interrupted``, resumable).
+    """
     distributed.initialize(cfg.distributed)
     plan = resolve(cfg)
     cfg, rd = plan.cfg, plan.run_dir
     rd.writes = distributed.is_main()
-    _prepare_run_dir(plan)
-    previous = rd.read_run()
-    if previous.get("status") == "done":
-        log.info("run %s is already done", rd.path)
-        return previous
+    _check_stored_config(plan)
+    rd.read_run()  # a damaged run.json is refused before anything is written
+    rt = runtime.build(plan)  # refuses a model that cannot fit in memory, also before any write
+    lock = _lock_run_dir(plan)
+    try:
+        return _run_locked(plan, rt)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    device = hardware.describe()
-    train_tokens = plan.dataset.num_tokens("train")
-    epochs = plan.dataset.epochs(plan.tokens_target, cfg.model.seq_len)
-    rd.update_run(
-        run_id=config.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
-        **{k: v for k, v in plan.accounting.as_dict().items()},
-        tokens_per_step=plan.tokens_per_step, total_steps=plan.total_steps,
-        tokens_target=plan.tokens_target, compute_target=plan.tokens_target * plan.accounting.flops_per_token,
-        compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
-        dataset={"path": str(plan.dataset.path), "source": plan.dataset.metadata.get("source"),
-                 "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
-        epochs=epochs,
-        status="running", error=None, started=previous.get("started", now()), finished=None,
-        device=device, versions=_versions(),
-    )
+
+def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
+    cfg, rd = plan.cfg, plan.run_dir
+    try:
+        if rd.writes:
+            rd.config_path.write_text(config.dump_yaml(cfg))
+        previous = rd.read_run()
+        if previous.get("status") == "done":
+            log.info("run %s is already done", rd.path)
+            return previous
+        device = hardware.describe()
+        train_tokens = plan.dataset.num_tokens("train")
+        epochs = plan.dataset.epochs(plan.tokens_target, cfg.model.seq_len)
+        rd.update_run(
+            run_id=config.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
+            **{k: v for k, v in plan.accounting.as_dict().items()},
+            tokens_per_step=plan.tokens_per_step, total_steps=plan.total_steps,
+            tokens_target=plan.tokens_target, compute_target=plan.tokens_target * plan.accounting.flops_per_token,
+            compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
+            dataset={"path": str(plan.dataset.path), "source": plan.dataset.metadata.get("source"),
+                     "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
+            epochs=epochs,
+            status="running", error=None, failed_step=None, interrupted_step=None,
+            started=previous.get("started", now()), finished=None, device=device, versions=_versions(),
+        )
+    except OSError as e:
+        raise RunFailed(f"cannot write the run directory: {describe_os_error(e)}") from None
     if epochs > 1:
         log.warning("the budget of %d tokens is %.2f epochs of the %d-token training split; it will repeat",
                     plan.tokens_target, epochs, train_tokens)
     try:
         with _StopSignal() as stop:
-            return _train(plan, device, stop)
+            return _train(plan, rt, device, stop)
+    except Interrupted as e:
+        _record_end(rd, status="interrupted", interrupted_step=e.step, finished=now())
+        raise
     except RunFailed as e:
-        rd.update_run(status="interrupted" if e.exit_code >= 128 else "failed", error=str(e),
-                      failed_step=e.step, finished=now())
+        _record_end(rd, status="failed", error=str(e), failed_step=e.step, finished=now())
         raise
+    except UserError as e:
+        _record_end(rd, status="failed", error=str(e), finished=now())
+        raise
+    except OSError as e:
+        message = f"{describe_os_error(e)}; the last complete checkpoint is kept"
+        _record_end(rd, status="failed", error=message, finished=now())
+        raise RunFailed(message) from None
     except BaseException as e:
-        rd.update_run(status="failed", error=f"{type(e).__name__}: {e}", finished=now())
+        _record_end(rd, status="failed", error=f"{type(e).__name__}: {e}", finished=now())
         raise
+
+
+def _record_end(rd: RunDir, **fields) -> None:
+    """Record how the run ended, where run.json can still be written (not on a full or read-only disk)."""
+    try:
+        rd.update_run(**fields)
+    except OSError as e:
+        log.warning("could not record the run's end in %s: %s", rd.run_json_path, describe_os_error(e))
 
 
 def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
@@ -188,6 +282,7 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     state = source_ckpt.restore(branch_step, abstract_state)
     source_ckpt.close()
     rd.truncate_metrics(0)
+    _truncate_tensorboard(rd, 0)
     for row in source.read_metrics():
         if row["step"] <= branch_step:
             rd.append_metrics(row)
@@ -196,19 +291,39 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     return branch_step, state
 
 
-def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
+def _truncate_tensorboard(rd: RunDir, last_step: int) -> None:
+    """TensorBoard, like metrics.jsonl, holds each step once after a resume."""
+    if rd.writes and rd.tb_path.is_dir():
+        dropped = tb_events.truncate(rd.tb_path, last_step)
+        if dropped:
+            log.info("removed %d TensorBoard events past step %d", dropped, last_step)
+
+
+def _allocate(plan: Plan, rt: runtime.Runtime):
+    """Fresh state, turning the device's out-of-memory error (which the estimate in runtime.build
+    can miss: other processes, fragmentation) into a ConfigError saying how many bytes it needs."""
+    try:
+        return rt.init_state()
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
+            raise
+        raise runtime.memory_error(plan, runtime.state_bytes_per_device(rt.abstract_state), None) from None
+
+
+def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> dict:
     cfg, rd, acct = plan.cfg, plan.run_dir, plan.accounting
-    rt = runtime.build(plan)
     ckpt = Checkpointer(rd.checkpoint_path, cfg.train.keep_checkpoints, cfg.train.keep_steps)
     restored = ckpt.restore_latest(rt.abstract_state)
     if restored is None and cfg.train.init_from:
         start, state = _branch(plan, rt.abstract_state)
     elif restored is None:
-        start, state = 0, rt.init_state()
+        start, state = 0, _allocate(plan, rt)
         rd.truncate_metrics(0)
+        _truncate_tensorboard(rd, 0)
     else:
         start, state = restored
         rd.truncate_metrics(start)
+        _truncate_tensorboard(rd, start)
         log.info("resuming %s from step %d", rd.path, start)
     rd.update_run(resumed_from=start if start else None, mesh=dict(rt.mesh.shape))
 
@@ -239,11 +354,13 @@ def _train(plan: Plan, device: dict, stop: _StopSignal) -> dict:
             if at_ckpt or stop.signum is not None:
                 ckpt.save(done, state)
             if stop.signum is not None:
-                name = signal.Signals(stop.signum).name
-                raise RunFailed(f"stopped by {name} at step {done}; checkpoint saved, run the same command to resume",
-                                step=done, exit_code=128 + stop.signum)
-    finally:
+                log.info("stopped by %s at step %d; checkpoint saved", signal.Signals(stop.signum).name, done)
+                raise Interrupted(done, stop.signum)
+    except BaseException:
         metrics_log.close()
-        ckpt.close()
+        ckpt.close(quiet=True)  # still finishes a pending good save (e.g. the one before an interruption)
+        raise
+    metrics_log.close()
+    ckpt.close()
     return rd.update_run(status="done", finished=now(), final_eval_loss=last_eval, final_step=plan.total_steps,
                          tokens_per_s=metrics_log.mean_tokens_per_s())

@@ -77,3 +77,66 @@ def test_every_documented_key_is_valid():
     keys = config.valid_keys()
     assert "model.d_model" in keys and "optim.cooldown_shape" in keys and "train.flops" in keys
     assert len(keys) == len(set(keys))
+
+
+def _numeric_keys() -> list[str]:
+    """Every config key whose type holds a number (int, float, optional or in a list)."""
+    import dataclasses
+    import typing
+
+    def numeric(hint) -> bool:
+        return hint in (int, float) or any(numeric(a) for a in typing.get_args(hint))
+
+    keys = []
+    for key in config.valid_keys():
+        section, _, field = key.rpartition(".")
+        cls = type(config.get(config.RunConfig(), section)) if section else config.RunConfig
+        hint = typing.get_type_hints(cls)[field]
+        if numeric(hint) and not dataclasses.is_dataclass(hint):
+            keys.append(key)
+    return keys
+
+
+def test_every_numeric_key_has_a_range():
+    assert set(_numeric_keys()) == set(config.RANGES)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.beta1=2", "optim.beta1=2.0 is out of range; valid: [0, 1)"),
+    ("optim.min_lr_ratio=-5", "optim.min_lr_ratio=-5.0 is out of range; valid: [0, 1]"),
+    ("optim.lr=nan", "optim.lr=nan is not a finite number; valid: > 0"),
+    ("optim.eps=0", "optim.eps=0.0 is out of range; valid: > 0"),
+    ("train.tokens=inf", "train.tokens=inf is not a finite number"),
+    ("train.steps=1e30", "train.steps=1e+30 is out of range; valid: [1, 1,000,000,000]"),
+    ("data.eval_batches=0", "data.eval_batches=0 is out of range; valid: >= 1"),
+    ("model.rope_theta=-1", "model.rope_theta=-1.0 is out of range; valid: > 0"),
+    ("train.keep_steps=[5, 0]", "train.keep_steps=0 is out of range"),
+])
+def test_range_errors_name_the_key_the_value_and_the_valid_range(override, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, [override])
+    assert message in str(err.value)
+
+
+def test_null_unsets_a_budget_the_file_sets(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  tokens: 2.0e6\n")
+    with pytest.raises(ConfigError, match="unset the others, e.g. `train.tokens=null`"):
+        config.load(path, ["train.steps=5"])
+    cfg = config.load(path, ["train.steps=5", "train.tokens=null"])
+    assert cfg.train.tokens is None and cfg.train.steps == 5
+    assert config.load(path, ["train.steps=5", "train.tokens="]).train.tokens is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model:\n  d_model: 64\n\tn_head: 4\n", "not valid YAML: found character '\\t' that cannot start any token "
+                                             "at line 3, column 1"),
+    ("seed: !!python/object/apply:os.system ['true']\n", "tags are not allowed"),
+    ("train: {steps: 5\n", "not valid YAML"),
+])
+def test_malformed_and_hostile_yaml_is_a_config_error_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(path) in str(err.value) and message in str(err.value)

@@ -9,26 +9,71 @@ def _optim(*overrides):
     return config.load(None, ["optim.lr=1.0", "optim.min_lr_ratio=0.1", *overrides]).optim
 
 
-def test_warmup_then_cosine_to_the_floor():
+SCHEDULES = [("constant", "linear"), ("cosine", "linear"), ("wsd", "linear"), ("wsd", "cosine"), ("wsd", "1-sqrt")]
+
+
+@pytest.mark.parametrize("name,shape", SCHEDULES)
+@pytest.mark.parametrize("total,warmup", [(100, 10), (7, 3), (1, 0), (50, 0)])
+def test_first_update_moves_and_the_last_uses_the_floor(name, shape, total, warmup):
+    """Update k (0-based, optax's count) uses the schedule's rate for update k: with warmup the first
+    is lr/W (never 0) and the (W-1)-th reaches the peak; the last, T-1, is exactly lr * min_lr_ratio
+    (constant: lr)."""
+    cfg = _optim(f"optim.schedule={name}", f"optim.cooldown_shape={shape}", f"optim.warmup_steps={warmup}",
+                 "optim.cooldown_fraction=0.3")
+    lr = optim.schedule(cfg, total)
+    rates = [float(r) for r in np.asarray(lr(np.arange(total)))]
+    assert rates[0] > 0
+    if warmup:
+        assert rates[0] == pytest.approx(1.0 / warmup) and rates[warmup - 1] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(1.0 if name == "constant" else 0.1, rel=1e-6)
+    after_warmup = rates[warmup:]
+    assert all(a >= b - 1e-7 for a, b in zip(after_warmup, after_warmup[1:]))  # never rises after warmup
+    assert min(rates) >= (1.0 if name == "constant" else 0.1) * (1 - 1e-6) or warmup  # never below the floor
+
+
+def test_cosine_is_halfway_between_peak_and_floor_halfway_through_its_decay():
     lr = optim.schedule(_optim("optim.schedule=cosine", "optim.warmup_steps=10"), 110)
-    assert float(lr(0)) == 0.0 and abs(float(lr(5)) - 0.5) < 1e-6 and abs(float(lr(10)) - 1.0) < 1e-6
-    assert abs(float(lr(60)) - 0.55) < 1e-6  # halfway through the cosine: (peak + floor) / 2
-    assert abs(float(lr(110)) - 0.1) < 1e-6
+    # Decay over updates 10..109; the update that ends 50 of its 100 steps is k = 59.
+    assert float(lr(59)) == pytest.approx(0.55)
+    assert float(lr(9)) == pytest.approx(1.0) and float(lr(10)) < 1.0
 
 
 @pytest.mark.parametrize("shape,halfway", [("linear", 0.55), ("cosine", 0.55), ("1-sqrt", 1 - 0.9 * 0.5 ** 0.5)])
 def test_wsd_is_flat_then_cools_down(shape, halfway):
     lr = optim.schedule(_optim("optim.schedule=wsd", "optim.warmup_steps=10", "optim.cooldown_fraction=0.2",
                                f"optim.cooldown_shape={shape}"), 100)
-    assert all(abs(float(lr(s)) - 1.0) < 1e-6 for s in range(10, 81))  # stable until 80% of the run
-    assert abs(float(lr(90)) - halfway) < 1e-6
-    assert abs(float(lr(100)) - 0.1) < 1e-6
-    assert float(lr(85)) > float(lr(95))
+    assert np.allclose(np.asarray(lr(np.arange(9, 80))), 1.0)  # stable through the 80th update
+    assert float(lr(80)) < 1.0  # the cooldown's 20 updates are 80..99
+    assert float(lr(89)) == pytest.approx(halfway)
+    assert float(lr(99)) == pytest.approx(0.1)
 
 
 def test_warmup_fraction_and_constant():
     lr = optim.schedule(_optim("optim.schedule=constant", "optim.warmup_fraction=0.1"), 200)
-    assert abs(float(lr(10)) - 0.5) < 1e-6 and float(lr(20)) == 1.0 and float(lr(200)) == 1.0
+    assert float(lr(9)) == pytest.approx(0.5) and float(lr(19)) == 1.0 and float(lr(199)) == 1.0
+
+
+def test_a_warmup_fraction_always_leaves_an_update_to_decay():
+    lr = optim.schedule(_optim("optim.schedule=cosine", "optim.warmup_fraction=0.9"), 2)
+    assert float(lr(0)) == pytest.approx(1.0) and float(lr(1)) == pytest.approx(0.1)
+
+
+def test_the_first_update_moves_every_parameter_by_the_logged_rate():
+    """Adam's first update is lr * g / (|g| + eps) = lr * sign(g) for |g| >> eps: so the largest change
+    of any parameter equals the rate the optimizer used, which must be the logged one, lr / W."""
+    cfg = config.load(None, ["model.vocab_size=61", "model.d_model=32", "model.n_head=2", "model.seq_len=8",
+                             "optim.lr=0.01", "optim.warmup_steps=4", "optim.weight_decay=0", "optim.grad_clip=0",
+                             "optim.schedule=cosine"])
+    schedule = optim.schedule(cfg.optim, 20)
+    params = model.init(cfg.model, jax.random.key(0))
+    tx = optim.make(cfg.optim, cfg.model, params, schedule)
+    state = step.init_state(cfg.model, tx, jax.random.key(0))
+    before = np.asarray(state["params"]["block_0"]["mlp"]["up"]["kernel"])
+    batch = jax.random.randint(jax.random.key(2), (1, 4, 9), 0, 61)
+    state, metrics = step.make_train_step(cfg.model, tx, schedule, 0)(state, batch)
+    moved = np.abs(np.asarray(state["params"]["block_0"]["mlp"]["up"]["kernel"]) - before).max()
+    assert float(metrics["lr"]) == pytest.approx(0.01 / 4)
+    assert moved == pytest.approx(float(metrics["lr"]), rel=1e-3)
 
 
 def test_weight_decay_skips_embeddings_norms_and_biases_by_default():

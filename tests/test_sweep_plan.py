@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scaling import cli, config, optim
 from scaling.sweeps import child, estimate, planner, shapes, spec
@@ -109,8 +110,9 @@ def test_wsd_cooldowns_share_the_stable_schedule_up_to_their_branch(tmp_path):
         assert Path(run.cfg.train.init_from) == stable.run_dir
         assert run.steps - branch == round(0.2 * run.steps) and run.trained_steps == run.steps - branch
         lr = optim.schedule(run.cfg.optim, run.steps)
-        assert [float(lr(s)) for s in range(branch + 1)] == [float(stable_lr(s)) for s in range(branch + 1)]
-        assert float(lr(run.steps)) < float(lr(branch))
+        # Updates 0 .. branch-1 make steps 1 .. branch: shared; update `branch` is the cooldown's first.
+        assert list(np.asarray(lr(np.arange(branch)))) == list(np.asarray(stable_lr(np.arange(branch))))
+        assert float(lr(branch)) < float(stable_lr(branch)) and float(lr(run.steps - 1)) < float(lr(branch))
     # A cooldown's id names its stable run by id, not by where the runs directory is.
     elsewhere = _plan(tmp_path / "elsewhere", axes, base=base)
     assert [r.name for r in elsewhere.runs] == [r.name for r in plan.runs]

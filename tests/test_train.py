@@ -42,6 +42,13 @@ def _wait_for_checkpoint(run_parent: Path, proc: subprocess.Popen, at_least: int
     raise AssertionError("no checkpoint appeared")
 
 
+def _tb_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one scalar as TensorBoard's own reader returns it (purging nothing itself)."""
+    events = EventAccumulator(str(run / "tb"), size_guidance={"tensors": 0}, purge_orphaned_data=False)
+    events.Reload()
+    return [(e.step, e.tensor_proto.float_val[0]) for e in events.Tensors(tag)]
+
+
 RESUME_ARGS = ["train.steps=240", "train.checkpoint_every=40", "train.log_every=1", "train.eval_every=60",
                "train.keep_checkpoints=2", "model.dropout=0.1"]
 
@@ -86,6 +93,7 @@ def test_resume_after_sigkill_and_sigterm_is_exact(uninterrupted, tiny_data, tmp
     proc.kill()
     proc.wait()
     assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert (run / "run.lock").exists()  # left by the killed process; the kernel released its flock
     killed_at = len(_metrics(run))
     assert killed_at < 240
     # 2. Resume, then SIGTERM after the next checkpoint: it saves, exits non-zero and says so.
@@ -94,9 +102,12 @@ def test_resume_after_sigkill_and_sigterm_is_exact(uninterrupted, tiny_data, tmp
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "SIGTERM" in err and "resume" in err
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "interrupted" and max(_checkpoint_steps(run)) == info["failed_step"]
+    step = info["interrupted_step"]
+    assert f"interrupted at step {step}; run the same command to resume" in err
+    assert "error:" not in err and "Traceback" not in err  # an interruption is not an error
+    assert info["status"] == "interrupted" and max(_checkpoint_steps(run)) == step
+    assert info.get("error") is None and info.get("failed_step") is None
     # 3. Run to the end.
     run_scaling("train", "tiny-d64", *args)
     info = json.loads((run / "run.json").read_text())
@@ -108,6 +119,10 @@ def test_resume_after_sigkill_and_sigterm_is_exact(uninterrupted, tiny_data, tmp
     # 4. The same command once more does nothing.
     proc = run_scaling("train", "tiny-d64", *args)
     assert len(_metrics(run)) == 240 and "done" in proc.stdout
+    # 5. TensorBoard, like metrics.jsonl, holds each step once, with the uninterrupted run's values.
+    assert _tb_scalars(run, "train_loss") == _tb_scalars(uninterrupted, "train_loss")
+    assert _tb_scalars(run, "lr") == [(r["step"], pytest.approx(r["lr"])) for r in reference]
+    assert not (run / "run.lock").exists()
 
 
 def test_corrupt_newest_checkpoint_is_skipped(uninterrupted, tiny_data, tmp_path):
@@ -126,16 +141,16 @@ def test_corrupt_newest_checkpoint_is_skipped(uninterrupted, tiny_data, tmp_path
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
-    # Linear warm-up from 0 to 1e36: step 1 changes nothing, step 2 blows the weights up to ~1e36,
-    # and the forward pass of step 3 overflows.
-    args = tiny_run_args(tiny_data, tmp_path, "train.steps=50", "train.checkpoint_every=2", "optim.lr=1e37",
+    # Linear warm-up to 1e37 over 10 updates: update 1 (rate 1e36) blows the weights up to ~1e36,
+    # and the forward pass of step 2 overflows; step 1's checkpoint is the last good one.
+    args = tiny_run_args(tiny_data, tmp_path, "train.steps=50", "train.checkpoint_every=1", "optim.lr=1e37",
                          "optim.warmup_steps=10", "optim.grad_clip=0", "optim.schedule=constant")
     proc = run_scaling("train", "tiny-d64", *args, check=False)
     assert proc.returncode == 1 and "non-finite loss" in proc.stderr
     run = _run_dir(tmp_path)
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "failed" and "non-finite" in info["error"]
-    assert info["failed_step"] >= 3
+    assert info["failed_step"] >= 2
     steps = _checkpoint_steps(run)
     assert steps and max(steps) < info["failed_step"]
 
@@ -167,3 +182,118 @@ def test_wsd_cooldown_branched_from_a_stable_run_equals_training_it_from_scratch
     assert [r["train_loss"] for r in branch_rows[:60]] == [r["train_loss"] for r in stable_rows[:60]]
     assert [r["train_loss"] for r in branch_rows] == [r["train_loss"] for r in scratch_rows]
     assert branch_rows[70]["lr"] < stable_rows[70]["lr"]
+
+
+def test_keep_one_checkpoint_survives_a_kill_while_the_next_is_written(tiny_data, tmp_path):
+    """keep_checkpoints=1: the previous checkpoint is deleted only after the next one commits."""
+    args = tiny_run_args(tiny_data, tmp_path, "train.steps=90", "train.checkpoint_every=3",
+                         "train.keep_checkpoints=1", "train.log_every=1")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(scaling_cmd("train", "tiny-d64", *args), stderr=subprocess.PIPE, text=True, env=env)
+    run = _wait_for_checkpoint(tmp_path, proc)
+    ckpts, deadline = run / "checkpoints", time.time() + 120
+    while time.time() < deadline:  # kill the moment a later save is in flight, after one was committed
+        if any("orbax-checkpoint-tmp" in p.name for p in ckpts.iterdir()):
+            time.sleep(0.05)  # well inside the save (about 0.4 s here), after any deletion at its start
+            proc.kill()
+            break
+        assert proc.poll() is None, "the run ended before a kill landed in a save window"
+    proc.wait()
+    assert _checkpoint_steps(run), "no complete checkpoint survived"
+    kept = max(_checkpoint_steps(run))
+    run_scaling("train", "tiny-d64", *args)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "done" and info["resumed_from"] == kept > 0
+    assert [r["step"] for r in _metrics(run)] == list(range(1, 91))
+    assert _checkpoint_steps(run) == [90]
+
+
+def test_a_flipped_bit_in_the_newest_checkpoint_is_detected_and_quarantined(uninterrupted, tiny_data, tmp_path):
+    run = tmp_path / "default" / uninterrupted.name
+    shutil.copytree(uninterrupted, run)
+    data = max((p for p in (run / "checkpoints" / "240").rglob("*") if p.is_file() and p.parent.name == "d"),
+               key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x04  # one bit, in the middle of the largest array file
+    data.write_bytes(bytes(raw))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))  # as if it died after saving 240
+    proc = run_scaling("train", "tiny-d64", *tiny_run_args(tiny_data, tmp_path, *RESUME_ARGS))
+    assert "step 240 could not be restored (checksum mismatch" in proc.stderr
+    assert (run / "corrupt_checkpoints" / "240").is_dir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "done" and info["resumed_from"] == 200
+    assert [r["train_loss"] for r in _metrics(run)] == [r["train_loss"] for r in _metrics(uninterrupted)]
+
+
+def test_a_second_train_of_the_same_run_is_refused_naming_the_holder(tiny_data, tmp_path):
+    args = tiny_run_args(tiny_data, tmp_path, "train.steps=5000", "train.checkpoint_every=5000", "train.log_every=1")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    first = subprocess.Popen(scaling_cmd("train", "tiny-d64", *args), stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("*/*/metrics.jsonl")) or not _metrics(_run_dir(tmp_path)):
+            assert first.poll() is None and time.time() < deadline, first.stderr.read()
+            time.sleep(0.1)
+        run = _run_dir(tmp_path)
+        second = run_scaling("train", "tiny-d64", *args, check=False)
+        rows_before = len(_metrics(run))
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    errors = [line for line in second.stderr.splitlines() if "error:" in line]
+    assert errors == [line for line in second.stderr.splitlines() if line.strip()], second.stderr
+    assert len(errors) == 1 and f"is in use by pid {first.pid} on host" in errors[0]
+    steps = [r["step"] for r in _metrics(run)]
+    assert len(steps) >= rows_before and steps == sorted(set(steps))  # the refused process wrote nothing
+
+
+def _unshare_tmpfs_works() -> bool:
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True) if shutil.which("unshare") else None
+    return probe is not None and probe.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
+def test_a_full_disk_fails_the_run_with_one_line_and_keeps_the_last_checkpoint(tiny_data, tmp_path):
+    """A real ENOSPC: the runs dir is a 700 KiB tmpfs (in a private mount namespace) that one
+    checkpoint of this model fills; the second save runs out of space."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    runs.mkdir()
+    out.mkdir()
+    args = tiny_run_args(tiny_data, runs, "train.steps=100", "train.checkpoint_every=10", "train.keep_checkpoints=5")
+    command = " ".join(scaling_cmd("train", "tiny-d64", *args))
+    script = (f"mount -t tmpfs -o size=700k tmpfs {runs} && {command}; code=$?; "
+              f"cp -r {runs}/. {out}/; exit $code")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("step ")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], lines
+    assert str(runs) in lines[0]  # names the path
+    run = _run_dir(out)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "No space left on device" in info["error"]
+    assert not list(run.rglob("*.tmp")) and not list(run.rglob("*orbax-checkpoint-tmp*"))
+    assert _checkpoint_steps(run) == [10]
+    assert (run / "checkpoints" / "10" / "sha256sums.json").is_file()
+
+
+@pytest.mark.parametrize("schedule,shape", [("constant", "linear"), ("cosine", "linear"), ("wsd", "linear"),
+                                            ("wsd", "cosine"), ("wsd", "1-sqrt")])
+def test_logged_rates_start_above_zero_and_end_at_the_floor(tiny_data, tmp_path, schedule, shape):
+    """On the rates a real run logs: update 1 uses lr/W, the last update lr * min_lr_ratio."""
+    from scaling import config, train
+
+    cfg = config.load(None, ["model.preset=tiny-d64", *tiny_run_args(tiny_data, tmp_path, "train.steps=12",
+                             "model.n_layer=1", "model.seq_len=8", "train.batch_size=2", "data.eval_batches=1",
+                             "train.log_every=1", "train.checkpoint_every=100", "train.eval_every=100",
+                             "train.eval_log_points=0", "optim.lr=0.004", "optim.min_lr_ratio=0.25",
+                             "optim.warmup_steps=4", "optim.cooldown_fraction=0.5", f"optim.schedule={schedule}",
+                             f"optim.cooldown_shape={shape}")])
+    train.run(cfg)
+    rates = [r["lr"] for r in _metrics(_run_dir(tmp_path))]
+    assert len(rates) == 12
+    assert rates[0] == pytest.approx(0.001, rel=1e-6) and rates[3] == pytest.approx(0.004, rel=1e-6)
+    assert rates[-1] == pytest.approx(0.004 if schedule == "constant" else 0.001, rel=1e-6)

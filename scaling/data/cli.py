@@ -1,8 +1,9 @@
 """``scaling data prepare``: the command-line face of ``prepare``.
 
 ``register`` plugs the ``data`` command into the project's top-level parser;
-``main`` runs it alone (tests, ``python -m scaling.data.cli``). Bad input prints
-one line and exits 2; a traceback means a bug.
+``main`` runs it alone (tests, ``python -m scaling.data.cli``). Errors go through the
+project's one handler (``scaling.errors.guarded``): bad input prints one ``error:`` line and
+exits 2; a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scaling.data.errors import DataError
+from scaling.errors import debug_requested, guarded
 from scaling.data.writer import DEFAULT_VAL_FRACTION, prepare
 
 _SOURCE_HELP = (
@@ -41,19 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    try:
-        metadata = prepare(
-            args.source,
-            args.tokenizer,
-            args.out,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            text_field=args.text_field,
-            overwrite=args.overwrite,
-        )
-    except (DataError, OSError) as exc:
-        print(f"scaling data prepare: error: {exc}", file=sys.stderr)
-        return 2
+    metadata = prepare(
+        args.source,
+        args.tokenizer,
+        args.out,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        text_field=args.text_field,
+        overwrite=args.overwrite,
+    )
     print(summary(metadata, args.out))
     return 0
 
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scaling")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return guarded(lambda: args.func(args), debug=debug_requested())
 
 
 if __name__ == "__main__":

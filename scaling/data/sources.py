@@ -146,7 +146,10 @@ def _read_jsonl(path: Path, text_field: str, corpus: Corpus) -> None:
 
 def _read_parquet(path: Path, text_field: str, corpus: Corpus) -> None:
     parquet = _import_optional("pyarrow.parquet", "reading .parquet files", "pyarrow")
-    columns = parquet.read_schema(path).names
+    try:
+        columns = parquet.read_schema(path).names
+    except Exception as exc:  # pyarrow.ArrowInvalid and friends: not a parquet file, or a damaged one
+        raise DataError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
     if text_field not in columns:
         raise DataError(f"{path}: no {text_field!r} column (columns: {', '.join(columns)}; use --text-field)")
     values = parquet.read_table(path, columns=[text_field]).column(text_field).to_pylist()

@@ -172,7 +172,7 @@ class _Launch:
             self._killed(run, kill)
             return
         if verdict == "interrupted":
-            self._say(f"stopped  {run.name} at step {info.get('failed_step') or '?'} (resumable)")
+            self._say(f"stopped  {run.name} at step {info.get('interrupted_step') or '?'} (resumable)")
             return
         if verdict != "failed":  # ended by itself before the trainer could say why: a config error, a crash
             last = tail[-1] if tail else "no output"

@@ -1,21 +1,21 @@
 """The sweep directory ``<runs>/<sweep>/``: one launch at a time, and a record of what it holds.
 
-Two launches of one sweep would start the same run twice, so a launch holds an exclusive
-``flock`` on ``.launch.lock``. The kernel drops the lock when its holder dies, however it dies
-(SIGKILL included), so a relaunch after a crash never finds a stale lock, and ``status`` learns
-whether a launch is alive by trying to take the lock itself.
+Two launches of one sweep would start the same run twice, so a launch holds an exclusive lock on
+``.launch.lock`` (``scaling.lockfile``: an flock the kernel drops when its holder dies, however it
+dies, so a relaunch after a crash never finds a stale lock). The file is removed when the launch
+ends, and ``status`` learns whether a launch is alive by trying to take the lock itself.
 
 ``sweep.json`` records the latest launch and every planned run with its tags, for readers that
-have the runs directory but not the sweep file (an analysis on another machine).
+have the runs directory but not the sweep file (an analysis on another machine); its ``updated``
+is the time of the last write, which happens when a launch starts and when it ends.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from pathlib import Path
 
+from scaling import lockfile
 from scaling.rundir import now, write_json_atomic
 from scaling.sweeps.spec import SweepError
 
@@ -24,45 +24,37 @@ RECORD = "sweep.json"
 
 
 class SweepLock:
+    """Held for a whole launch; on release it stamps ``sweep.json`` with when the launch ended."""
+
     def __init__(self, sweep_dir: Path):
-        self.path = sweep_dir / LOCK
-        self.fd: int | None = None
+        self.sweep_dir = Path(sweep_dir)
+        self.path = self.sweep_dir / LOCK
+        self._lock = lockfile.DirLock(self.path, f"sweep {self.sweep_dir}",
+                                      "watch it with `scaling sweep status`")
 
     def __enter__(self) -> SweepLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SweepError(f"another launch of this sweep is running (pid {holder(self.path.parent)}); "
-                             "watch it with `scaling sweep status`") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
+            self._lock.acquire()
+        except lockfile.Locked as e:
+            raise SweepError(str(e).replace(" is in use by ", ": another launch is running, ")) from None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
+        try:
+            if (self.sweep_dir / RECORD).exists():
+                write_record(self.sweep_dir, launch_ended=now())
+        finally:
+            self._lock.release()
 
 
 def holder(sweep_dir: Path) -> int | None:
-    """The pid of the live launch holding the sweep's lock, or None when no launch runs."""
-    path = sweep_dir / LOCK
-    if not path.exists():
+    """The pid of the live launch holding the sweep's lock, or None when no launch runs (-1: unknown pid)."""
+    path = Path(sweep_dir) / LOCK
+    if not lockfile.is_held(path):
         return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = path.read_text().strip()
-        return int(text) if text.isdigit() else -1
-    else:
-        return None
-    finally:
-        os.close(fd)
+    pid = lockfile.read_holder(path).get("pid")
+    return pid if isinstance(pid, int) else -1
 
 
 def write_record(sweep_dir: Path, **fields) -> None:
