@@ -109,10 +109,28 @@ class Checkpointer:
         files are removed (freeing the space run.json needs to record the failure).
         """
         self._settle()
+        self._check_space(state)
         try:
             self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
         except Exception as e:
             raise self._failed(e) from None
+
+    def _check_space(self, state: Any) -> None:
+        """Refuse a save the disk cannot hold, before orbax's background threads start writing it (a
+        write that fails there leaves them reporting errors long after). The size is the newest
+        checkpoint's, or the state's bytes for the first one; another writer can still fill the disk
+        meanwhile, which the save itself then reports."""
+        if not self.writes:
+            return
+        committed = sorted(self.manager.all_steps())
+        if committed:
+            needed = sum(p.stat().st_size for p in (self.directory / str(committed[-1])).rglob("*") if p.is_file())
+        else:
+            needed = sum(x.nbytes for x in jax.tree.leaves(state))
+        free = shutil.disk_usage(self.directory).free
+        if free < needed * 1.05:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next checkpoint needs about "
+                                        f"{needed:,} bytes, {free:,} are free)", str(self.directory))
 
     def _failed(self, e: Exception) -> Exception:
         translated = _as_os_error(e, self.directory)

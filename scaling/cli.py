@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     """Every command runs through one handler: an expected failure is one ``error:`` line (scaling.errors)."""
     from scaling import errors
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("absl", "jax._src", "orbax"):

@@ -38,9 +38,9 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
-def debug_requested(argv: list[str] | None = None) -> bool:
-    """``--debug`` on the command line or ``SCALING_DEBUG`` set to something other than 0/empty."""
-    return os.environ.get("SCALING_DEBUG", "") not in ("", "0") or "--debug" in (argv or [])
+def debug_requested() -> bool:
+    """``SCALING_DEBUG`` set to something other than 0 or empty (``scaling --debug`` is the flag form)."""
+    return os.environ.get("SCALING_DEBUG", "") not in ("", "0")
 
 
 def describe_os_error(e: OSError) -> str:

@@ -27,11 +27,11 @@ class MetricsLog:
         self.total_steps = total_steps
         self.log_every = log_every
         self.device = device
-        previous = rd.read_metrics()
-        self.wall_offset = previous[-1]["wall_s"] if previous else 0.0
+        last = rd.last_metrics()
+        self.wall_offset = last["wall_s"] if last else 0.0
         self.t_start = time.perf_counter()
         self.clock: tuple[int, float] | None = None  # (step, time) the current throughput window opened
-        self.rates: list[float] = []
+        self.rate_sum, self.rate_count = 0.0, 0  # a running mean: nothing here grows with the run's length
         self.tb = Writer(str(rd.tb_path)) if rd.writes else None
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                         disable=None if progress and rd.writes else True, file=sys.stderr)
@@ -56,7 +56,7 @@ class MetricsLog:
             self.clock = (step, now)
         elif step > self.clock[0]:
             tokens_per_s = (step - self.clock[0]) * self.tokens_per_step / (now - self.clock[1] - paused_s)
-            self.rates.append(tokens_per_s)
+            self.rate_sum, self.rate_count = self.rate_sum + tokens_per_s, self.rate_count + 1
             self.clock = (step, now)
         mfu = None
         if tokens_per_s is not None:
@@ -87,7 +87,7 @@ class MetricsLog:
                   + (f" tok/s {tokens_per_s:.3g}" if tokens_per_s else ""), file=sys.stderr, flush=True)
 
     def mean_tokens_per_s(self) -> float | None:
-        return sum(self.rates) / len(self.rates) if self.rates else None
+        return self.rate_sum / self.rate_count if self.rate_count else None
 
     def close(self) -> None:
         self.bar.close()

@@ -87,27 +87,38 @@ class RunDir:
             write_json_atomic(self.run_json_path, run)
         return run
 
-    def read_metrics(self) -> list[dict]:
+    def iter_metrics(self):
+        """Parsed rows, one at a time; stops at a line cut short by a kill (everything after it is untrustworthy)."""
         if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a line cut short by a kill: everything after it is untrustworthy
-        return rows
+            return
+        with self.metrics_path.open() as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        return
+
+    def read_metrics(self) -> list[dict]:
+        return list(self.iter_metrics())
+
+    def last_metrics(self) -> dict | None:
+        """The last complete row, reading one row at a time (a long run's file need not fit in memory)."""
+        last = None
+        for last in self.iter_metrics():
+            pass
+        return last
 
     def truncate_metrics(self, last_step: int) -> None:
-        """Keep only rows up to ``last_step`` (the checkpoint a resume starts from)."""
+        """Keep only rows up to ``last_step`` (the checkpoint a resume starts from), streaming."""
         if not self.writes:
             return
-        kept = [row for row in self.read_metrics() if row["step"] <= last_step]
         tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
         try:
-            with naming(tmp):
-                tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            with naming(tmp), tmp.open("w") as out:
+                for row in self.iter_metrics():
+                    if row["step"] <= last_step:
+                        out.write(json.dumps(row) + "\n")
             os.replace(tmp, self.metrics_path)
         except BaseException:
             tmp.unlink(missing_ok=True)

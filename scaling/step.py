@@ -66,6 +66,7 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
         grads = jax.tree.map(lambda g: g / count, grads_sum)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
+        # The rate this update used: optax evaluates the schedule at its own update count, which is state["step"].
         metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr_schedule(state["step"])}
         return new_state, metrics
 

@@ -283,7 +283,7 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     source_ckpt.close()
     rd.truncate_metrics(0)
     _truncate_tensorboard(rd, 0)
-    for row in source.read_metrics():
+    for row in source.iter_metrics():
         if row["step"] <= branch_step:
             rd.append_metrics(row)
     rd.update_run(initialized_from={"run": str(source.path), "step": branch_step})

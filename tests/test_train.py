@@ -257,8 +257,8 @@ def _unshare_tmpfs_works() -> bool:
 
 @pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
 def test_a_full_disk_fails_the_run_with_one_line_and_keeps_the_last_checkpoint(tiny_data, tmp_path):
-    """A real ENOSPC: the runs dir is a 700 KiB tmpfs (in a private mount namespace) that one
-    checkpoint of this model fills; the second save runs out of space."""
+    """A real full disk: the runs dir is a 700 KiB tmpfs (in a private mount namespace) that one
+    checkpoint of this model fills; the second save does not fit."""
     runs, out = tmp_path / "runs", tmp_path / "out"
     runs.mkdir()
     out.mkdir()
@@ -297,3 +297,15 @@ def test_logged_rates_start_above_zero_and_end_at_the_floor(tiny_data, tmp_path,
     assert len(rates) == 12
     assert rates[0] == pytest.approx(0.001, rel=1e-6) and rates[3] == pytest.approx(0.004, rel=1e-6)
     assert rates[-1] == pytest.approx(0.004 if schedule == "constant" else 0.001, rel=1e-6)
+
+
+@pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
+def test_a_read_only_runs_dir_is_one_line_naming_the_path(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    command = " ".join(scaling_cmd("train", "tiny-d64", *tiny_run_args(tiny_data, runs, "train.steps=5")))
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {runs} && {command}"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: cannot write the run directory: {runs}/") and "Read-only file system" in lines[0]
