@@ -38,7 +38,8 @@ def _chinchilla(law: str = "chinchilla", **change) -> dict:
     a, b = p["beta"] / (p["alpha"] + p["beta"]), p["alpha"] / (p["alpha"] + p["beta"])
     g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
     derived = {"a": a, "b": b, "G": g, "N_coef": g / 6 ** a, "D_coef": 1 / (g * 6 ** b)}
-    return {"law": law, "n_kind": "total", "params": {**p, **derived, **change}}
+    return {"law": law, "n_kind": "total", "status": "ok", "diagnostics": [],
+            "params": {**p, **derived, **change}}
 
 
 def _fits(**entries) -> str:
@@ -226,7 +227,7 @@ ROWS = [
     ("predict-json-list", ("predict", "--fit", "f.json", "--compute", "1e20"), {"f.json": "[1, 2]"}, "fits"),
     ("predict-no-query", ("predict", "--fit", "f.json"), {"f.json": "{}"}, "give --compute"),
     ("predict-nan-parameters", ("predict", "--fit", "f.json", "--compute", "1e20"),
-     {"f.json": _fits(chinchilla=_chinchilla(E=None))}, "nan"),
+     {"f.json": _fits(chinchilla=_chinchilla(E=None))}, "E are not finite"),
     ("predict-negative-exponent", ("predict", "--fit", "f.json", "--compute", "1e20"),
      {"f.json": _fits(chinchilla=_chinchilla(alpha=-0.34))}, "alpha"),
     ("predict-entries-disagree", ("predict", "--fit", "f.json", "--compute", "1e20"),
