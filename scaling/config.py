@@ -326,7 +326,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by train.grad_accum={t.grad_accum}")
     budgets = [k for k in ("tokens", "flops", "steps") if getattr(t, k) is not None]
     if len(budgets) > 1:
-        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {', '.join(budgets)})")
+        got = " and ".join(f"train.{k}={getattr(t, k)}" for k in budgets)
+        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {got}); unset the others "
+                          f"with key=null, e.g. `train.{budgets[0]}=null`")
     for key in budgets:
         if getattr(t, key) <= 0:
             raise ConfigError(f"train.{key} must be positive")
