@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
+from scaling import config
 from scaling.cli import build_parser, main
 
 # Their help texts are written in analysis/cli.py; drop a name here once its --help shows an example.
@@ -59,3 +61,12 @@ def test_defaults_are_shown():
     text = " ".join(COMMANDS[("sweep", "plan")].format_help().split())
     assert "(default: runs)" in text and "(default: 0.35)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_two_budgets_is_one_error_line_that_says_how_to_unset_one(capsys):
+    tiny = str(Path(__file__).resolve().parent.parent / "scaling" / "configs" / "tiny.yaml")  # sets train.tokens
+    assert main(["params", tiny, "train.steps=100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: set only one of") and "\n" not in err and "`train.tokens=null`" in err
+    cfg = config.load(tiny, ["train.steps=100", "train.tokens=null"])  # the advice works
+    assert cfg.train.steps == 100 and cfg.train.tokens is None

@@ -35,6 +35,7 @@ def run(tiny_data, tmp_path_factory) -> RunDir:
     return RunDir(path)
 
 
+@pytest.mark.slow
 def test_every_metric_is_a_scalar_with_one_point_per_row_that_has_it(run):
     rows = run.read_metrics()
     # Logged steps: every 4th, every evaluation (10, 20, 30) and the last.
@@ -52,6 +53,7 @@ def test_every_metric_is_a_scalar_with_one_point_per_row_that_has_it(run):
     assert len(events.Scalars("eval_loss")) == 3
 
 
+@pytest.mark.slow
 def test_losses_are_also_plotted_against_tokens_and_flops(run):
     rows = run.read_metrics()
     events = _events(run.tb_path)
