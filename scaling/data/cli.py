@@ -80,7 +80,7 @@ def summary(metadata: dict, out) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scaling")  # the same subcommand as `scaling data`
+    parser = argparse.ArgumentParser(prog="scaling")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
     return args.func(args)
