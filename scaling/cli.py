@@ -6,6 +6,9 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
+
+from scaling import cli_help
 
 
 def _load_config(spec: str | None, overrides: list[str]):
@@ -50,31 +53,54 @@ def _cmd_quickstart(args) -> int:
     return quickstart.main(args)
 
 
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """CONFIG and the optional key=value overrides shared by ``params`` and ``train``."""
+    from scaling import presets
+
+    p.add_argument("config", metavar="CONFIG",
+                   help=f"a YAML config file (e.g. scaling/configs/tiny.yaml) or a model preset name: "
+                        f"{', '.join(sorted(presets.PRESETS))}")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="optional config overrides, e.g. model.d_model=256 train.tokens=5e6; "
+                        "key=null unsets a key the config file sets")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analysis import cli as analysis_cli
+    from scaling import config
     from scaling.data import cli as data_cli
     from scaling.sweeps import cli as sweep_cli
 
-    parser = argparse.ArgumentParser(prog="scaling", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="scaling", formatter_class=cli_help.HelpFormatter,
+        description="Train ladders of GPT-style models in JAX/Flax and fit the scaling laws they trace.\n"
+                    "Every command has its own --help, e.g. scaling train --help.",
+        epilog=cli_help.examples("scaling quickstart", "scaling params gpt3-175b",
+                                 "scaling train scaling/configs/tiny.yaml train.tokens=1e6",
+                                 "scaling sweep plan sweeps/quickstart.yaml"))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also: SCALING_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("params", help="parameter and FLOP counts of a config or preset")
-    p.add_argument("config", help="a YAML config file or a model preset name")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides")
-    p.add_argument("--json", action="store_true")
+    p = cli_help.command(sub, "params", "print parameter and FLOP counts of a config or preset; trains nothing",
+                         "scaling params gpt3-175b", "scaling params scaling/configs/tiny.yaml model.d_model=512 --json")
+    _config_args(p)
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=_cmd_params)
 
-    p = sub.add_parser("train", help="train (or resume) one run")
-    p.add_argument("config", help="a YAML config file or a model preset name")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. model.d_model=128")
+    keys = textwrap.fill("valid keys: " + ", ".join(config.valid_keys()), width=100, subsequent_indent="  ")
+    p = cli_help.command(sub, "train", "train one run, or resume it from its newest checkpoint",
+                         "scaling train scaling/configs/tiny.yaml train.tokens=1e6",
+                         description="Train one run, or resume it from its newest good checkpoint: the same "
+                                     "command again continues where it stopped.\nSet exactly one budget: "
+                                     "train.tokens, train.flops or train.steps.\n\n" + keys)
+    _config_args(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("quickstart", help="run the tiny IsoFLOP sweep (sweeps/quickstart.yaml) on the "
-                                          "embedded corpus, then fit and plot it")
-    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p = cli_help.command(sub, "quickstart", "run the tiny IsoFLOP sweep sweeps/quickstart.yaml on the embedded "
+                                            "corpus, then fit and plot it", "scaling quickstart")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run directories go")
     p.set_defaults(func=_cmd_quickstart)
 
     data_cli.register(sub)

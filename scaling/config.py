@@ -443,9 +443,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by train.grad_accum={t.grad_accum}")
     budgets = [k for k in ("tokens", "flops", "steps") if getattr(t, k) is not None]
     if len(budgets) > 1:
+        got = " and ".join(f"train.{k}={getattr(t, k)}" for k in budgets)
         unset = " ".join(f"train.{k}=null" for k in budgets[:-1])
-        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {', '.join(budgets)}); "
-                          f"unset the others, e.g. `{unset}`")
+        raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {got}); "
+                          f"unset the others with key=null, e.g. `{unset}`")
     if t.init_step is not None and t.init_from is None:
         raise ConfigError("train.init_step needs train.init_from (the run directory to start from)")
     for key in ("mesh.data", "mesh.fsdp"):

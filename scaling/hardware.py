@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-
 # Dense bf16 FLOP/s per chip, from vendor datasheets (GUIDE section 3).
 _PEAKS: tuple[tuple[str, float], ...] = (
     ("H200", 989e12),
@@ -29,6 +27,8 @@ def peak_flops(device_kind: str) -> float | None:
 
 
 def describe() -> dict:
+    import jax  # here rather than at the top, so that `scaling --help` starts without loading jax
+
     devices = jax.devices()
     kind = devices[0].device_kind
     return {"backend": jax.default_backend(), "device_kind": kind, "n_devices": len(devices),

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scaling import accounting, config, distributed, hardware, lockfile, runtime, step, tb_events
+from scaling import accounting, config, distributed, hardware, lockfile, runtime, step, tensorboard_log
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
 from scaling.data import TokenDataset, ensure_prepared
@@ -282,21 +282,19 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     state = source_ckpt.restore(branch_step, abstract_state)
     source_ckpt.close()
     rd.truncate_metrics(0)
-    _truncate_tensorboard(rd, 0)
     for row in source.iter_metrics():
         if row["step"] <= branch_step:
             rd.append_metrics(row)
+    _rebuild_tensorboard(rd)
     rd.update_run(initialized_from={"run": str(source.path), "step": branch_step})
     log.info("starting %s from %s at step %d", rd.path, source.path, branch_step)
     return branch_step, state
 
 
-def _truncate_tensorboard(rd: RunDir, last_step: int) -> None:
-    """TensorBoard, like metrics.jsonl, holds each step once after a resume."""
+def _rebuild_tensorboard(rd: RunDir) -> None:
+    """TensorBoard, like metrics.jsonl, holds each step once after a resume: rebuilt from the kept rows."""
     if rd.writes and rd.tb_path.is_dir():
-        dropped = tb_events.truncate(rd.tb_path, last_step)
-        if dropped:
-            log.info("removed %d TensorBoard events past step %d", dropped, last_step)
+        tensorboard_log.rebuild(rd.tb_path, rd.iter_metrics())
 
 
 def _allocate(plan: Plan, rt: runtime.Runtime):
@@ -319,11 +317,11 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
     elif restored is None:
         start, state = 0, _allocate(plan, rt)
         rd.truncate_metrics(0)
-        _truncate_tensorboard(rd, 0)
+        _rebuild_tensorboard(rd)
     else:
         start, state = restored
         rd.truncate_metrics(start)
-        _truncate_tensorboard(rd, start)
+        _rebuild_tensorboard(rd)
         log.info("resuming %s from step %d", rd.path, start)
     rd.update_run(resumed_from=start if start else None, mesh=dict(rt.mesh.shape))
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.summary import Writer
 
-from scaling import lockfile, tb_events
+from scaling import lockfile, tensorboard_log
+from scaling.tensorboard_log import ScalarEvents
 from scaling.sweeps import sweepdir
 from scaling.sweeps.spec import SweepError
 
@@ -55,25 +55,32 @@ def test_a_finished_launch_leaves_no_lock_and_moves_updated(tmp_path):
 
 
 def _scalars(tb: Path, tag: str) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(tb), size_guidance={"tensors": 0}, purge_orphaned_data=False)
+    events = EventAccumulator(str(tb), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
-    return [(e.step, e.tensor_proto.float_val[0]) for e in events.Tensors(tag)]
+    return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
-def test_tensorboard_is_cut_back_to_the_restored_step_and_deduplicated(tmp_path):
+def _row(step: int) -> dict:
+    return {"step": step, "tokens": 100 * step, "flops": 1e11 * step, "train_loss": float(step), "wall_s": 0.5 * step}
+
+
+def test_tensorboard_is_rebuilt_from_the_kept_metrics_rows(tmp_path):
     tb = tmp_path / "tb"
     for steps in (range(1, 9), range(4, 7)):  # a run that died at 8, and a resume from 3 that died at 6
-        writer = Writer(str(tb))
+        events = ScalarEvents(tb)
         for s in steps:
-            writer.add_scalar("loss", float(s), step=s)
-        writer.close()
+            events.write_row(_row(s))
+        events.close()
         time.sleep(1.1)  # a new event file per second, as separate processes make them
-    assert len(tb_events.event_files(tb)) == 2
-    assert tb_events.truncate(tb, 5) == 3 + 2 + 1  # steps 6-8 of the first file, 4-5 again, 6 of the second
-    assert _scalars(tb, "loss") == [(s, float(s)) for s in range(1, 6)]
-    assert len(tb_events.event_files(tb)) == 1
-    assert tb_events.truncate(tb, 5) == 0  # nothing left to drop: the file is not rewritten
-    assert tb_events.truncate(tb, 0) == 5 and tb_events.event_files(tb) == []
+    assert len(tensorboard_log.event_files(tb)) == 2
+    tensorboard_log.rebuild(tb, [_row(s) for s in range(1, 6)])  # metrics.jsonl cut back to step 5
+    assert len(tensorboard_log.event_files(tb)) == 1
+    assert _scalars(tb, "train_loss") == [(s, float(s)) for s in range(1, 6)]
+    # the tags whose x is tokens or FLOPs keep every kept row too (a purge by step would drop them)
+    assert _scalars(tb, "train_loss_vs_tokens") == [(100 * s, float(s)) for s in range(1, 6)]
+    assert _scalars(tb, "train_loss_vs_gflops") == [(100 * s, float(s)) for s in range(1, 6)]
+    tensorboard_log.rebuild(tb, [])
+    assert tensorboard_log.event_files(tb) == []
 
 
 def test_evaluation_steps_take_no_memory_proportional_to_the_run():

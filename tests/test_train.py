@@ -76,12 +76,12 @@ def test_run_directory_contract(uninterrupted):
     assert rows[-1]["eval_loss"] < rows[0]["eval_loss"] - 0.5
     assert (run / "config.yaml").exists()
     assert _checkpoint_steps(run) == [200, 240]  # keep the last 2
-    events = EventAccumulator(str(run / "tb"), size_guidance={"tensors": 0})
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
     events.Reload()
-    tb_loss = [(e.step, e.tensor_proto.float_val[0]) for e in events.Tensors("train_loss")]
+    tb_loss = [(e.step, e.value) for e in events.Scalars("train_loss")]
     assert [s for s, _ in tb_loss] == [r["step"] for r in rows]
     assert all(abs(v - r["train_loss"]) < 1e-6 for (_, v), r in zip(tb_loss, rows))
-    assert "eval_loss" in events.Tags()["tensors"]
+    assert "eval_loss" in events.Tags()["scalars"]
 
 
 def test_resume_after_sigkill_and_sigterm_is_exact(uninterrupted, tiny_data, tmp_path):

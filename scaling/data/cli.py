@@ -11,32 +11,34 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scaling.cli_help import command
 from scaling.errors import debug_requested, guarded
 from scaling.data.writer import DEFAULT_VAL_FRACTION, prepare
 
 _SOURCE_HELP = (
-    "'stdlib' (this Python's standard library, the default), a text file, a directory, a glob, "
+    "'stdlib' (this Python's standard library), a text file, a directory, a glob, "
     "a .jsonl or .parquet file, 'hf:NAME[:SPLIT]' or 'hf:/path/saved/with/save_to_disk'"
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="prepare token datasets", description="Prepare token datasets.")
+    data = command(subparsers, "data", "prepare token datasets",
+                   "scaling data prepare --source stdlib --tokenizer byte --out data/stdlib")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-    p = commands.add_parser(
-        "prepare",
-        help="tokenize a corpus into train.bin / val.bin / metadata.json",
-        description="Tokenize a corpus into DIR/train.bin, DIR/val.bin and DIR/metadata.json, "
-        "holding out whole documents for validation.",
-    )
+    p = command(commands, "prepare", "tokenize a corpus into train.bin / val.bin / metadata.json",
+                "scaling data prepare --source stdlib --tokenizer bpe:4096 --out data/stdlib-bpe4k",
+                description="Tokenize a corpus into DIR/train.bin, DIR/val.bin and DIR/metadata.json,\n"
+                            "holding out whole documents for validation.")
     p.add_argument("--source", default="stdlib", metavar="SPEC", help=_SOURCE_HELP)
-    p.add_argument("--tokenizer", default="byte", metavar="byte|bpe:VOCAB", help="default: byte")
+    p.add_argument("--tokenizer", default="byte", metavar="byte|bpe:VOCAB",
+                   help="byte: UTF-8 bytes plus an end-of-document token; bpe:VOCAB: a BPE of VOCAB tokens "
+                        "trained on the corpus")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created atomically)")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, metavar="F",
-                   help=f"fraction of documents held out (at least one; default {DEFAULT_VAL_FRACTION})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the document split (default 0)")
+                   help="fraction of documents held out (at least one document)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the document split")
     p.add_argument("--text-field", default="text", metavar="NAME",
-                   help="field or column holding the text in jsonl, parquet and HF sources (default: text)")
+                   help="field or column holding the text in jsonl, parquet and HF sources")
     p.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset in DIR")
     p.set_defaults(func=run_prepare)
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from scaling.cli_help import command
 from scaling.sweeps import estimate, planner, report, spec, status, sweepdir
 from scaling.sweeps.launcher import DEFAULT_MAX_RESTARTS
 from scaling.sweeps.spec import SweepError
@@ -21,9 +22,11 @@ def _plan(args) -> planner.SweepPlan:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="a sweep file, e.g. sweeps/quickstart.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the sweep's base config")
-    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep file, e.g. sweeps/quickstart.yaml")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="optional overrides of the sweep's base config, e.g. data.path=data/mine "
+                        "(they change the run ids)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run directories go")
 
 
 def _parallel(value: str) -> int:
@@ -39,39 +42,42 @@ def _count(value: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sweep = subparsers.add_parser("sweep", help="plan, launch and follow sweeps of runs",
-                                  description="Plan, launch and follow a sweep described in a YAML file.")
+    sweep = command(subparsers, "sweep", "plan, launch and follow sweeps of runs",
+                    "scaling sweep plan sweeps/quickstart.yaml",
+                    description="Plan, launch and follow a sweep of runs described in a YAML file (see sweeps/).")
     commands = sweep.add_subparsers(dest="sweep_command", required=True, metavar="COMMAND")
 
-    p = commands.add_parser("plan", help="print every run with N, D, exact C, 6ND and estimated time; spends nothing")
+    p = command(commands, "plan", "print every run with N, D, exact C, 6ND and estimated time; spends nothing",
+                "scaling sweep plan sweeps/chinchilla_isoflop.yaml --device 'H100 SXM'")
     _common(p)
     p.add_argument("--device", help="estimate for this device instead of this machine's: cpu, or a chip as JAX "
                    "names it (e.g. 'H100 SXM', 'NVIDIA H200', 'A100')")
     p.add_argument("--mfu", type=float, default=estimate.DEFAULT_MFU,
-                   help=f"assumed model FLOPs utilisation on accelerators (default {estimate.DEFAULT_MFU})")
-    p.add_argument("--parallel", type=_parallel, default=1, help="runs at once, for the total time estimate")
+                   help="assumed model FLOPs utilisation on accelerators")
+    p.add_argument("--parallel", type=_parallel, default=1, metavar="N", help="runs at once, for the total time estimate")
     p.set_defaults(func=run_plan)
 
-    p = commands.add_parser("launch", help="run every run that is not done; relaunch to finish what is missing")
+    p = command(commands, "launch", "run every run that is not done; relaunch to finish what is missing",
+                "scaling sweep launch sweeps/quickstart.yaml --parallel 2")
     _common(p)
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local subprocesses (default) or SLURM array jobs through submitit")
-    p.add_argument("--parallel", type=_parallel,
+                   help="local subprocesses or SLURM array jobs through submitit")
+    p.add_argument("--parallel", type=_parallel, metavar="N",
                    help="runs at once (local default: one per visible GPU, else 1; slurm: the array's parallelism)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
     p.add_argument("--max-restarts", type=_count, default=DEFAULT_MAX_RESTARTS, metavar="N",
                    help="restart a run killed from outside (a signal, a vanished process) from its checkpoint up to "
-                        "N times per checkpoint within this launch, then give it up until the next launch "
-                        f"(default {DEFAULT_MAX_RESTARTS}; 0: never)")
-    p.add_argument("--gpus", default="auto", help="local: GPUs to spread runs over: auto (CUDA_VISIBLE_DEVICES or "
-                   "nvidia-smi), none, or a list such as 0,1,3")
+                        "N times per checkpoint within this launch, then give it up until the next launch (0: never)")
+    p.add_argument("--gpus", default="auto", metavar="LIST", help="local: GPUs to spread runs over: auto "
+                   "(CUDA_VISIBLE_DEVICES or nvidia-smi), none, or a list such as 0,1,3")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--compile-cache", metavar="DIR", help="JAX persistent compilation cache "
                        "(default: $JAX_COMPILATION_CACHE_DIR, else $SCALING_CACHE/jax or ~/.cache/scaling/jax)")
     cache.add_argument("--no-compile-cache", action="store_true", help="compile every run from scratch")
     p.set_defaults(func=run_launch)
 
-    p = commands.add_parser("status", help="the state of every run, from the run directories (works during a launch)")
+    p = command(commands, "status", "print the state of every run, from the run directories (works during a launch)",
+                "scaling sweep status sweeps/quickstart.yaml")
     _common(p)
     p.set_defaults(func=run_status)
 
