@@ -229,7 +229,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "analyze", help="fit every scaling law a sweep supports; write fits.json, figures and an HTML report",
         description="Fit every law the runs support, give each a verdict (ok, warning or unidentified), and write "
-                    "fits.json, figures and report.html. Example: scaling analyze runs/quickstart")
+                    "fits.json, figures and report.html.",
+        epilog="examples:\n  scaling analyze runs/quickstart\n  scaling analyze runs/quickstart --holdout-largest 1 --strict",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs_dir", help="directory searched recursively for run directories holding run.json "
                                     "(e.g. runs/quickstart)")
     p.add_argument("--out", default=None, help="output directory (default RUNS_DIR/analysis; e.g. --out results)")
@@ -243,7 +245,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit", help="fit a law to a CSV of (N, D, loss[, C]) points; prints the verdict first",
         description="Fit one law to a CSV and print its verdict (ok, warning or unidentified) with the reasons, "
-                    "then the parameters. Example: scaling fit points.csv --law chinchilla --bootstrap 200")
+                    "then the parameters.",
+        epilog="examples:\n  scaling fit examples/porian2024_refinedweb_isoflop.csv --law isoflop --weighted\n"
+               "  scaling fit examples/porian2024_refinedweb_isoflop.csv --law chinchilla --bootstrap 200 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="CSV file with columns N, D, loss and optionally C (e.g. points.csv)")
     p.add_argument("--law", choices=LAWS, required=True, help="law to fit (required; e.g. --law chinchilla)")
     p.add_argument("--json", action="store_true",
@@ -268,8 +273,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="compute-optimal N, D and loss at a compute budget, from fits.json or 'scaling fit --json'",
         description="Predict from saved fits, saying how far the query lies beyond the fitted data. Unidentified "
-                    "fits are refused unless --force. Example: scaling predict --fit runs/x/analysis/fits.json "
-                    "--compute 1e20")
+                    "fits are refused unless --force.",
+        epilog="example:\n  scaling predict --fit runs/quickstart/analysis/fits.json --compute 1e13",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fit", required=True, help="fits.json from 'scaling analyze', or the saved output of "
                                                 "'scaling fit --json' (required; e.g. --fit fits.json)")
     p.add_argument("--law", default=None, help="use only this fit from the file (default: every fit that can "

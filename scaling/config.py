@@ -446,7 +446,7 @@ def validate(cfg: RunConfig) -> None:
         got = " and ".join(f"train.{k}={getattr(t, k)}" for k in budgets)
         unset = " ".join(f"train.{k}=null" for k in budgets[:-1])
         raise ConfigError(f"set only one of train.tokens, train.flops, train.steps (got {got}); "
-                          f"unset the others with key=null, e.g. `{unset}`")
+                          f"unset the others, e.g. `{unset}` (key=null unsets a key the config file sets)")
     if t.init_step is not None and t.init_from is None:
         raise ConfigError("train.init_step needs train.init_from (the run directory to start from)")
     for key in ("mesh.data", "mesh.fsdp"):
