@@ -93,19 +93,11 @@ def fitted_range(fit: FitResult) -> dict:
     data = {k: np.asarray(v, dtype=np.float64) for k, v in fit.data.items() if k in ("N", "D", "C", "budget",
                                                                                       "N_opt", "D_opt")}
     out = {}
-    if "N" in data:
-        out["N"] = data["N"]
-    elif "N_opt" in data:
-        out["N"] = data["N_opt"]
-    if "D" in data:
-        out["D"] = data["D"]
-    elif "D_opt" in data:
-        out["D"] = data["D_opt"]
-    if "C" in data:
-        out["C"] = data["C"]
-    elif "budget" in data:
-        out["C"] = data["budget"]
-    elif "N" in data and "D" in data:
+    for key, columns in (("N", ("N", "N_opt")), ("D", ("D", "D_opt")), ("C", ("C", "budget"))):
+        column = next((c for c in columns if c in data), None)
+        if column is not None:
+            out[key] = data[column]
+    if "C" not in out and "N" in data and "D" in data:
         flops = fit.extra.get("flop_model")
         per_token = chinchilla.flops_per_token_at(flops, data["N"]) if flops else 6.0 * data["N"]
         out["C"] = per_token * data["D"]
