@@ -1,15 +1,29 @@
 """Parameter and FLOP counts from the config alone, so a sweep can be planned without building a model.
 
-N is reported three ways (GUIDE section 3): total, embedding (token and position tables) and
+N is reported three ways: total, embedding (token and position tables) and
 non-embedding (everything else; an untied output matrix counts as non-embedding, since it is
 a matmul every token pays for). Kaplan et al. fit non-embedding N; Hoffmann et al. use total N.
 
-FLOPs follow Hoffmann et al. 2022 Appendix F: every matmul, attention logits and the output layer
-included, the backward pass twice the forward. One deliberate difference: the token-embedding
-lookup is a gather, not a matmul, so it is not charged the 2*V*D that Appendix F adds; the
-count is of the work a compiled step really does, which the tests check against XLA's own count.
-Attention is charged the full T x T score matrix (as Appendix F does and as the XLA kernel computes),
-not the causal half.
+What "exact" means here: ``flops_per_token`` is the matmul FLOPs of one training step per token,
+2 x M x N x K per matmul, term by term as in Hoffmann et al. 2022 Appendix F (projections,
+attention logits, attention-weighted values, MLP, output layer; the backward pass twice the
+forward, one matmul for the input gradient and one for the weight gradient). It equals the sum
+over the ``dot`` instructions of the compiled train step to the FLOP, which the tests check per
+term at several shapes. Three decisions:
+
+- Causal attention is charged the full T x T score matrix, as Appendix F does and as XLA's dense
+  ``jax.nn.dot_product_attention`` computes it (every score, half of them masked afterwards), so
+  the count is what the CPU and float32 GPU paths really do. A causal flash kernel (cuDNN, chosen
+  on GPU in bfloat16) is built to skip fully masked tiles and does about half of the "logits" and "values"
+  terms; there the count is the conventional one, above the work done by up to half those terms.
+- The token-embedding lookup is a gather, not a matmul, so it is not charged the 2 x V x D that
+  Appendix F adds (its gradient is a scatter-add, also not a matmul).
+- Appendix F's softmax term (3 x heads x T per token and layer) is left out: it is elementwise
+  work, and XLA's real elementwise work is several times that nominal 3 per score (norms,
+  GELU/SiLU, RoPE, residual adds, masking, cross-entropy). The tests measure what XLA's total
+  ``cost_analysis()`` count adds to the matmuls: per token, 2-4% of the matmul count at
+  the tested 0.1M-0.4M-parameter shapes (0.7% at d_model 384, T 256); per step, about 24 FLOPs per parameter
+  (AdamW, clipping, the gradient-norm metric), whatever the batch.
 """
 
 from __future__ import annotations
@@ -18,7 +32,8 @@ import dataclasses
 
 from scaling.config import ModelConfig
 
-COUNTING = "hoffmann2022-appendix-f, no embedding-lookup term, full (non-causal) attention matrix"
+COUNTING = ("matmul FLOPs per hoffmann2022 appendix F: no embedding-lookup or softmax term, "
+            "full (non-causal) attention matrix")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +41,7 @@ class Accounting:
     n_params: int
     n_params_embedding: int
     n_params_non_embedding: int
-    flops_per_token: float  # training (forward + backward) FLOPs per token, exact count
+    flops_per_token: float  # training (forward + backward) matmul FLOPs per token, exact count
     flops_per_token_6n: float  # the 6N approximation with total N, for comparison
     forward_flops_per_token: float
     flops_counting: str = COUNTING
@@ -45,32 +60,44 @@ def _layer_params(cfg: ModelConfig) -> int:
     return 2 * norm + attention + mlp
 
 
-def count(cfg: ModelConfig) -> Accounting:
+def forward_matmul_terms(cfg: ModelConfig) -> dict[str, int]:
+    """Forward-pass matmul FLOPs per token, by term: {"qkv", "logits", "values", "out", "mlp", "head"}.
+
+    Each is 2 x (inputs contracted) x (outputs) per token, summed over layers (Hoffmann et al. 2022,
+    Appendix F): "logits" is q @ k^T over the full T x T matrix, "values" the probabilities @ v,
+    "head" the output layer (tied or not). Raises ValueError when the vocabulary size is unset.
+    """
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is unset; counting needs it")
     V, D, T, L = cfg.vocab_size, cfg.d_model, cfg.seq_len, cfg.n_layer
-    NH, F, N = cfg.n_head * cfg.head_dim, cfg.ff_dim, cfg.n_head
+    NH, F = cfg.n_head * cfg.head_dim, cfg.ff_dim
+    return {
+        "qkv": L * 2 * D * 3 * NH,
+        "logits": L * 2 * T * NH,
+        "values": L * 2 * T * NH,
+        "out": L * 2 * NH * D,
+        "mlp": L * 2 * (3 if cfg.mlp == "swiglu" else 2) * D * F,
+        "head": 2 * D * V,
+    }
 
+
+def count(cfg: ModelConfig) -> Accounting:
+    """Parameter counts and training FLOPs per token (the module docstring says what is counted).
+
+    Raises ValueError when the vocabulary size is unset.
+    """
+    forward = sum(forward_matmul_terms(cfg).values())
+    V, D, T, L = cfg.vocab_size, cfg.d_model, cfg.seq_len, cfg.n_layer
     embedding = V * D + (T * D if cfg.position == "learned" else 0)
     final_norm = D * (1 + int(cfg.bias)) if cfg.norm == "layernorm" else D
     head = 0 if cfg.tie_embeddings else D * V
     non_embedding = L * _layer_params(cfg) + final_norm + head
     total = embedding + non_embedding
-
-    attention = (
-        2 * 3 * D * NH  # q, k, v projections
-        + 2 * T * NH  # q @ k^T logits
-        + 3 * N * T  # softmax
-        + 2 * T * NH  # probabilities @ v
-        + 2 * NH * D  # output projection
-    )
-    mlp = 2 * (3 if cfg.mlp == "swiglu" else 2) * D * F
-    forward = L * (attention + mlp) + 2 * D * V
     return Accounting(
         n_params=total,
         n_params_embedding=embedding,
         n_params_non_embedding=non_embedding,
-        flops_per_token=3.0 * forward,
+        flops_per_token=3.0 * forward,  # the backward pass is two matmuls per forward matmul
         flops_per_token_6n=6.0 * total,
         forward_flops_per_token=float(forward),
     )
