@@ -31,6 +31,8 @@ import yaml
 
 from conftest import scaling_cmd, tiny_run_args
 
+from scaling.sweeps.state import latest_checkpoint
+
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).parent / "slurm" / "local_slurm.sh"
@@ -304,7 +306,10 @@ def test_a_job_killed_outright_is_reported_killed_and_restarted_from_its_checkpo
     cluster.use_accounting(False)
     s = sweep(steps=1000, checkpoint_every=100)
     proc = s.start()
-    killed, other = wait_training(s, proc, rows=150)  # past its first checkpoint
+    killed, other = wait_training(s, proc, rows=150)
+    # past its first checkpoint, committed (an async save under load can land well after its step)
+    wait_for(lambda: latest_checkpoint(killed) is not None or proc.poll() is not None, what="a checkpoint")
+    assert proc.poll() is None, f"the launch ended early:\n{s.output()}"
     job = read(killed / "launch.json")["job_id"]
     # SIGKILL to every process of the job at once, as the OOM killer or a node's death would: nothing
     # gets to write anything. (`scancel --signal=KILL` would not do: SLURM makes it a cancel, SIGTERM first.)

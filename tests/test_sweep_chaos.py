@@ -59,11 +59,11 @@ def _gone(pid: int, marker: str) -> bool:
     return not state.process_alive(pid, state.hostname(), marker)
 
 
-def _tensorboard_losses(run_dir: Path) -> dict[int, float]:
-    """train_loss by step from the event files, the newest event of a step written twice winning."""
-    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0})
+def _tensorboard_losses(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, train_loss) of every train_loss event in the event files, in the order TensorBoard reads them."""
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
-    return {e.step: float(np.float32(e.tensor_proto.float_val[0])) for e in events.Tensors("train_loss")}
+    return [(e.step, e.value) for e in events.Scalars("train_loss")]
 
 
 class Chaos:
@@ -167,10 +167,9 @@ def test_a_sweep_killed_at_random_ends_done_and_identical_with_plain_relaunches(
         assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # each step once
         expected = [r["train_loss"] for r in metrics(reference / "t" / run.name)]
         assert [r["train_loss"] for r in rows] == expected  # bit for bit
-        # Every step, with the value of metrics.jsonl. The trainer does not yet purge from older event
-        # files the steps a killed attempt wrote past its checkpoint, so a step may appear twice there:
-        # the newest event of each step is compared.
-        assert _tensorboard_losses(run.run_dir) == {r["step"]: r["train_loss"] for r in rows}
+        # TensorBoard, like metrics.jsonl, holds every step once (a resume rebuilds it from the kept
+        # rows), with metrics.jsonl's value (events store float32).
+        assert _tensorboard_losses(run.run_dir) == [(r["step"], float(np.float32(r["train_loss"]))) for r in rows]
         kills += info.get("kills", [])
     # Every training process killed before it finished was recorded as killed, once: by SIGKILL when
     # its own launcher saw it die, with the signal unknown when it vanished.

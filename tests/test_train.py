@@ -44,9 +44,9 @@ def _wait_for_checkpoint(run_parent: Path, proc: subprocess.Popen, at_least: int
 
 def _tb_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of one scalar as TensorBoard's own reader returns it (purging nothing itself)."""
-    events = EventAccumulator(str(run / "tb"), size_guidance={"tensors": 0}, purge_orphaned_data=False)
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
-    return [(e.step, e.tensor_proto.float_val[0]) for e in events.Tensors(tag)]
+    return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
 RESUME_ARGS = ["train.steps=240", "train.checkpoint_every=40", "train.log_every=1", "train.eval_every=60",
