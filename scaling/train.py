@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import platform
 import signal
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scaling import accounting, config, distributed, hardware, lockfile, runtime, step, tensorboard_log
+from analysis import run_format
+from scaling import accounting, config, distributed, hardware, lockfile, planning, runtime, step, tensorboard_log
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
 from scaling.data import TokenDataset, ensure_prepared
@@ -80,24 +80,16 @@ def resolve(cfg: RunConfig) -> Plan:
     acct = accounting.count(cfg.model)
     tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
     t = cfg.train
-    if t.steps is not None:
-        total = t.steps
-    elif t.tokens is not None:
-        total = math.ceil(t.tokens / tokens_per_step)
-    elif t.flops is not None:
-        total = math.ceil(t.flops / (acct.flops_per_token * tokens_per_step))
-    else:
+    kind = next((k for k in ("steps", "tokens", "flops") if getattr(t, k) is not None), None)
+    if kind is None:
         raise ConfigError("set a budget: one of train.tokens, train.flops or train.steps")
-    if total > config.MAX_STEPS:
-        raise ConfigError(f"the budget comes to {total:.3g} optimizer steps of {tokens_per_step:,} tokens, more than "
-                          f"the {config.MAX_STEPS:.0e} a run may take; check train.tokens / train.flops")
-    total = max(total, 1)
+    total = planning.budget_steps(kind, getattr(t, kind), tokens_per_step, acct)
     if cfg.optim.warmup_steps and cfg.optim.warmup_steps >= total and cfg.optim.schedule != "constant":
         raise ConfigError(f"optim.warmup_steps={cfg.optim.warmup_steps} leaves no step of this {total}-step run "
                           f"for the {cfg.optim.schedule} decay; lower it below {total}")
-    if t.init_from is not None and not (Path(t.init_from) / "checkpoints").is_dir():
+    if t.init_from is not None and not (Path(t.init_from) / run_format.CHECKPOINTS).is_dir():
         raise ConfigError(f"train.init_from={t.init_from!r} is not a run directory with checkpoints")
-    run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or config.run_id(cfg)))
+    run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or planning.run_id(cfg)))
     return Plan(cfg, dataset, acct, total, tokens_per_step, run_dir)
 
 
@@ -163,7 +155,9 @@ def _check_stored_config(plan: Plan) -> None:
             stored = config.from_dict(config.load_yaml(rd.config_path))
         except ConfigError as e:
             raise ConfigError(f"{rd.config_path} (the config of the run already there) is damaged: {e}") from None
-        if config.run_id(stored) != config.run_id(cfg):
+        # Both hashed with this dataset's content: a run whose data moved is still this run.
+        content = planning.data_content(cfg)
+        if config.run_id(stored, content) != config.run_id(cfg, content):
             raise ConfigError(f"{rd.path} already holds a run with a different config; "
                               "pick another name= or runs_dir=, or remove the directory")
 
@@ -175,7 +169,7 @@ def _lock_run_dir(plan: Plan) -> lockfile.DirLock | None:
         return None
     try:
         rd.path.mkdir(parents=True, exist_ok=True)
-        lock = lockfile.DirLock(rd.path / "run.lock", f"run {rd.path}",
+        lock = lockfile.DirLock(rd.lock_path, f"run {rd.path}",
                                 "wait for it to finish, or stop it and run the same command to resume")
         lock.acquire()
     except OSError as e:
@@ -211,19 +205,20 @@ def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
         if rd.writes:
             rd.config_path.write_text(config.dump_yaml(cfg))
         previous = rd.read_run()
-        if previous.get("status") == "done":
+        if previous.get(run_format.STATUS) == run_format.DONE:
             log.info("run %s is already done", rd.path)
             return previous
         device = hardware.describe()
         train_tokens = plan.dataset.num_tokens("train")
         epochs = plan.dataset.epochs(plan.tokens_target, cfg.model.seq_len)
         rd.update_run(
-            run_id=config.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
+            run_id=planning.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
             **{k: v for k, v in plan.accounting.as_dict().items()},
             tokens_per_step=plan.tokens_per_step, total_steps=plan.total_steps,
             tokens_target=plan.tokens_target, compute_target=plan.tokens_target * plan.accounting.flops_per_token,
             compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
-            dataset={"path": str(plan.dataset.path), "source": plan.dataset.metadata.get("source"),
+            dataset={"path": str(plan.dataset.path), "content": planning.data_content(cfg),
+                     "source": plan.dataset.metadata.get("source"),
                      "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
             epochs=epochs,
             status="running", error=None, failed_step=None, interrupted_step=None,
@@ -283,7 +278,7 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     source_ckpt.close()
     rd.truncate_metrics(0)
     for row in source.iter_metrics():
-        if row["step"] <= branch_step:
+        if row[run_format.STEP] <= branch_step:
             rd.append_metrics(row)
     _rebuild_tensorboard(rd)
     rd.update_run(initialized_from={"run": str(source.path), "step": branch_step})

@@ -34,6 +34,7 @@ import sys
 import time
 from typing import TextIO
 
+from analysis import run_format
 from scaling.rundir import RunDir, now
 from scaling.sweeps import report, state, status, sweepdir
 from scaling.sweeps.fmt import duration
@@ -126,7 +127,7 @@ class _Launch:
         if run.after is None:
             return True
         stable, step = run.after
-        return (self.plan.sweep_dir / stable / "checkpoints" / str(step)).is_dir()
+        return (self.plan.sweep_dir / stable / run_format.CHECKPOINTS / str(step)).is_dir()
 
     def _stable_gone(self, run: PlannedRun) -> bool:
         """The stable run this cooldown needs is neither running nor going to."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from analysis import run_format
 from scaling.rundir import RunDir
 from scaling.sweeps import slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
@@ -42,7 +43,7 @@ class RunState:
 def is_alive(run: PlannedRun, launch: dict) -> bool:
     if launch.get("executor") == "slurm":
         return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
-    return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
+    return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / run_format.CONFIG))
 
 
 def read(run: PlannedRun) -> RunState:
