@@ -19,11 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
-from scaling.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config problem the user can fix; the CLI prints it without a traceback."""
+from scaling import presets
+from scaling.errors import ConfigError  # re-exported: callers catch config.ConfigError
 
 
 @dataclasses.dataclass
@@ -343,8 +340,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def from_dict(values: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig, expanding a model preset under the explicit keys."""
-    from scaling import presets
-
     model_values = values.get("model") or {}
     if isinstance(model_values, dict) and model_values.get("preset") is not None:
         values = merge(values, {"model": merge(presets.get(str(model_values["preset"])), model_values)})

@@ -1,4 +1,6 @@
-"""The training loop: budget -> steps, resume from the newest good checkpoint, log, evaluate, save.
+"""The training loop: resume from the newest good checkpoint, log, evaluate, save.
+
+What a config comes to before any compute (budget in steps, run directory) is ``scaling.planning``.
 
 The host never waits on the device for the step it just dispatched: metrics of step s are fetched
 after step s+1 is queued (one step late), and only checkpoint and evaluation steps synchronise.
@@ -11,86 +13,20 @@ import logging
 import platform
 import signal
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from analysis import run_format
-from scaling import accounting, config, distributed, hardware, lockfile, planning, runtime, step, tensorboard_log
+from scaling import config, distributed, hardware, lockfile, planning, runtime, step, tensorboard_log
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
-from scaling.data import TokenDataset, ensure_prepared
-from scaling.data.cache import cache_path
-from scaling.data.layout import is_prepared
-from scaling.data.tokenizer import ByteTokenizer, TokenizerSpec
 from scaling.errors import Interrupted, UserError, describe_os_error
 from scaling.metrics_log import MetricsLog
+from scaling.planning import Plan, resolve
 from scaling.rundir import RunDir, RunFailed, now
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What a config resolves to before any compute is spent."""
-
-    cfg: RunConfig
-    dataset: TokenDataset
-    accounting: accounting.Accounting
-    total_steps: int
-    tokens_per_step: int
-    run_dir: RunDir
-
-    @property
-    def tokens_target(self) -> int:
-        return self.total_steps * self.tokens_per_step
-
-
-def open_dataset(cfg: RunConfig) -> TokenDataset:
-    path = Path(cfg.data.path) if cfg.data.path else ensure_prepared(cfg.data.source, cfg.data.tokenizer)
-    return TokenDataset(path)
-
-
-def resolve_vocab(cfg: RunConfig, prepare: bool = True) -> tuple[RunConfig, TokenDataset | None]:
-    """The model's vocabulary is the dataset's unless set (larger, e.g. padded to a multiple of 64).
-
-    With ``prepare=False`` (``scaling params``) a dataset that is not on disk yet is not prepared just
-    to check a set vocabulary; the byte tokenizer's fixed vocabulary is still checked.
-    """
-    if not prepare and cfg.model.vocab_size is not None and cfg.data.path is None \
-            and not is_prepared(cache_path(cfg.data.source, cfg.data.tokenizer)):
-        spec = TokenizerSpec.parse(cfg.data.tokenizer)
-        if spec.kind == "byte" and cfg.model.vocab_size < ByteTokenizer.vocab_size:
-            raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the byte tokenizer's "
-                              f"vocabulary ({ByteTokenizer.vocab_size})")
-        return cfg, None
-    dataset = open_dataset(cfg)
-    if cfg.model.vocab_size is None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=dataset.vocab_size))
-    elif cfg.model.vocab_size < dataset.vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the dataset's "
-                          f"vocabulary ({dataset.vocab_size})")
-    return cfg, dataset
-
-
-def resolve(cfg: RunConfig) -> Plan:
-    """Fill in what the data decides and turn the budget into a step count."""
-    cfg, dataset = resolve_vocab(cfg)
-    acct = accounting.count(cfg.model)
-    tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
-    t = cfg.train
-    kind = next((k for k in ("steps", "tokens", "flops") if getattr(t, k) is not None), None)
-    if kind is None:
-        raise ConfigError("set a budget: one of train.tokens, train.flops or train.steps")
-    total = planning.budget_steps(kind, getattr(t, kind), tokens_per_step, acct)
-    if cfg.optim.warmup_steps and cfg.optim.warmup_steps >= total and cfg.optim.schedule != "constant":
-        raise ConfigError(f"optim.warmup_steps={cfg.optim.warmup_steps} leaves no step of this {total}-step run "
-                          f"for the {cfg.optim.schedule} decay; lower it below {total}")
-    if t.init_from is not None and not (Path(t.init_from) / run_format.CHECKPOINTS).is_dir():
-        raise ConfigError(f"train.init_from={t.init_from!r} is not a run directory with checkpoints")
-    run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or planning.run_id(cfg)))
-    return Plan(cfg, dataset, acct, total, tokens_per_step, run_dir)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -173,9 +173,7 @@ class _Planner:
             return values
         key = json.dumps(config.to_dict(cfg.data), sort_keys=True)
         if key not in self.vocab:
-            from scaling import train  # imports jax; only needed when the data must be asked
-
-            self.vocab[key] = train.resolve_vocab(cfg)[0].model.vocab_size
+            self.vocab[key] = planning.resolve_vocab(cfg)[0].model.vocab_size
         return config.merge(values, {"model": {"vocab_size": self.vocab[key]}})
 
     def _shape(self, model: config.ModelConfig, target: float) -> shapes.Shape:
