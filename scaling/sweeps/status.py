@@ -49,7 +49,7 @@ def is_alive(run: PlannedRun, launch: dict) -> bool:
 def read(run: PlannedRun) -> RunState:
     info = RunDir(run.run_dir).read_run()
     launch = state.read_launch(run.run_dir)
-    status = info.get("status") or "pending"
+    status = info.get(run_format.STATUS) or "pending"
     if status not in ("done", "failed") and launch and is_alive(run, launch):
         status = "running"  # also a process that has not yet written run.json: never start it twice
     elif status not in ("done", "failed") and (launch.get("killed") or status == "running"):
@@ -57,9 +57,9 @@ def read(run: PlannedRun) -> RunState:
     elif status == "interrupted":
         status = "resumable"
     row = state.last_metrics(run.run_dir) if status != "pending" else None
-    step = info.get("final_step") if status == "done" else (row or {}).get("step", 0)
-    return RunState(run, status, step or 0, (row or {}).get("train_loss"),
-                    info.get("final_eval_loss") if status == "done" else None,
+    step = info.get(run_format.FINAL_STEP) if status == "done" else (row or {}).get(run_format.STEP, 0)
+    return RunState(run, status, step or 0, (row or {}).get(run_format.TRAIN_LOSS),
+                    info.get(run_format.FINAL_EVAL_LOSS) if status == "done" else None,
                     info.get("error"), launch.get("exit_code"),
                     launch.get("killed") if status == "killed" else None,
                     launch.get("gave_up") if status == "killed" else None)
