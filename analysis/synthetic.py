@@ -2,7 +2,7 @@
 
 A fitter is only trustworthy once it has given back parameters it was handed
 (the lesson of Besiroglu et al. 2024).  ``write_sweep`` writes run directories
-in the format of GUIDE.md section 2, so ``scaling analyze`` can be shown end to
+in the format of ``analysis.run_format``, so ``scaling analyze`` can be shown end to
 end without training anything; ``python -m analysis.synthetic OUT`` does that
 from the command line.
 """
