@@ -32,7 +32,6 @@ from analysis.results import FitResult
 from analysis.verdict import diagnostic
 
 FORMULA = "L(N, D) = E + A / N^alpha + B / D^beta"
-FITTED = ("E", "A", "B", "alpha", "beta")
 
 # Hoffmann et al.'s grid, as Besiroglu et al. re-used it: 6 x 6 x 5 x 5 x 5 = 4,500 starts
 # over (a = log A, b = log B, e = log E, alpha, beta).

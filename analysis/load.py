@@ -1,4 +1,4 @@
-"""Reading inputs: run directories (GUIDE.md section 2) and CSVs of published points.
+"""Reading inputs: run directories (their format: ``analysis.run_format``) and CSVs of published points.
 
 Both are files that may come from anywhere, so they are parsed as data only
 (``json`` and ``csv``; no eval, no pickle) and every problem becomes either a
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis import run_format as rf
 from analysis.errors import FitError
 
-REQUIRED_RUN_KEYS = ("run_id", "n_params", "n_params_non_embedding", "status")
+REQUIRED_RUN_KEYS = rf.REQUIRED_RUN_KEYS
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Run:
     curve_flops: np.ndarray
     train_loss: np.ndarray
     eval_loss: np.ndarray
-    status: str = "done"
+    status: str = rf.DONE
     loss_unit: str = "loss"
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +116,7 @@ def _read_metrics(path: Path) -> tuple[list[dict], int]:
 
 def _loss_unit(meta: dict) -> str:
     """Cross-entropy is in nats per tokenizer unit: per byte for the byte tokenizer, per token otherwise."""
-    dataset = meta.get("dataset")
+    dataset = meta.get(rf.DATASET)
     tokenizer = dataset.get("tokenizer") if isinstance(dataset, dict) else None
     kind = tokenizer.get("kind") if isinstance(tokenizer, dict) else None
     if kind == "byte":
@@ -127,62 +128,62 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
     """A Run, or None with notes saying why this directory cannot be used."""
     name = str(run_dir)
     try:
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        meta = json.loads((run_dir / rf.RUN_JSON).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        return None, [f"skipped {name}: run.json unreadable ({exc})"]
+        return None, [f"skipped {name}: {rf.RUN_JSON} unreadable ({exc})"]
     if not isinstance(meta, dict):
         return None, [f"skipped {name}: run.json is not an object"]
     missing = [k for k in REQUIRED_RUN_KEYS if k not in meta]
     if missing:
         return None, [f"skipped {name}: run.json lacks {', '.join(missing)}"]
-    run_id = str(meta["run_id"])
-    status = str(meta["status"])
-    if status != "done":
+    run_id = str(meta[rf.RUN_ID])
+    status = str(meta[rf.STATUS])
+    if status != rf.DONE:
         why = f"status is {status!r}"
-        if meta.get("error"):
-            why += f": {meta['error']}"
+        if meta.get(rf.ERROR):
+            why += f": {meta[rf.ERROR]}"
         return None, [f"excluded run {run_id}: {why}"]
 
-    records, bad = _read_metrics(run_dir / "metrics.jsonl")
+    records, bad = _read_metrics(run_dir / rf.METRICS)
     notes = [f"run {run_id}: ignored {bad} unreadable line(s) in metrics.jsonl"] if bad else []
-    records = [r for r in records if math.isfinite(_number(r.get("tokens")))]
-    records.sort(key=lambda r: _number(r.get("step")))
+    records = [r for r in records if math.isfinite(_number(r.get(rf.TOKENS)))]
+    records.sort(key=lambda r: _number(r.get(rf.STEP)))
     if not records:
         return None, notes + [f"excluded run {run_id}: metrics.jsonl has no usable records"]
     col = {k: np.array([_number(r.get(k)) for r in records]) for k in
-           ("step", "tokens", "flops", "train_loss", "eval_loss")}
+           (rf.STEP, rf.TOKENS, rf.FLOPS, rf.TRAIN_LOSS, rf.EVAL_LOSS)}
 
-    n = _number(meta.get("n_params"))
-    n_ne = _number(meta.get("n_params_non_embedding"))
-    n_emb = _number(meta.get("n_params_embedding"))
+    n = _number(meta.get(rf.N_PARAMS))
+    n_ne = _number(meta.get(rf.N_PARAMS_NON_EMBEDDING))
+    n_emb = _number(meta.get(rf.N_PARAMS_EMBEDDING))
     if not math.isfinite(n_emb):
         n_emb = n - n_ne
-    fpt = _number(meta.get("flops_per_token"))
-    if not np.all(np.isfinite(col["flops"])) and math.isfinite(fpt):
-        col["flops"] = np.where(np.isfinite(col["flops"]), col["flops"], fpt * col["tokens"])
-    tokens = float(col["tokens"][-1])
-    compute = float(col["flops"][-1]) if math.isfinite(col["flops"][-1]) else fpt * tokens
+    fpt = _number(meta.get(rf.FLOPS_PER_TOKEN))
+    if not np.all(np.isfinite(col[rf.FLOPS])) and math.isfinite(fpt):
+        col[rf.FLOPS] = np.where(np.isfinite(col[rf.FLOPS]), col[rf.FLOPS], fpt * col[rf.TOKENS])
+    tokens = float(col[rf.TOKENS][-1])
+    compute = float(col[rf.FLOPS][-1]) if math.isfinite(col[rf.FLOPS][-1]) else fpt * tokens
     if not (math.isfinite(n) and n > 0 and math.isfinite(n_ne) and n_ne > 0 and tokens > 0 and compute > 0):
         return None, notes + [f"excluded run {run_id}: parameter counts, tokens or FLOPs are missing or not positive"]
 
-    evaluated = np.flatnonzero(np.isfinite(col["eval_loss"]))
+    evaluated = np.flatnonzero(np.isfinite(col[rf.EVAL_LOSS]))
     if evaluated.size:
-        final, source = float(col["eval_loss"][evaluated[-1]]), "eval"
+        final, source = float(col[rf.EVAL_LOSS][evaluated[-1]]), "eval"
     else:
-        trained = np.flatnonzero(np.isfinite(col["train_loss"]))
+        trained = np.flatnonzero(np.isfinite(col[rf.TRAIN_LOSS]))
         if not trained.size:
             return None, notes + [f"excluded run {run_id}: no finite loss in metrics.jsonl"]
-        final, source = float(col["train_loss"][trained[-1]]), "train"
+        final, source = float(col[rf.TRAIN_LOSS][trained[-1]]), "train"
         notes.append(f"run {run_id}: never evaluated, final loss is the last training loss")
     if not (math.isfinite(final) and final > 0):
         return None, notes + [f"excluded run {run_id}: final loss {final} is not a positive number"]
-    target = _number(meta.get("compute_target"))
-    return Run(run_id=run_id, sweep=str(meta.get("sweep", run_dir.parent.name)), path=name,
+    target = _number(meta.get(rf.COMPUTE_TARGET))
+    return Run(run_id=run_id, sweep=str(meta.get(rf.SWEEP, run_dir.parent.name)), path=name,
                n_params=n, n_params_non_embedding=n_ne, n_params_embedding=n_emb, tokens=tokens,
                compute=compute, compute_6nd=6.0 * n * tokens,
                compute_target=target if math.isfinite(target) and target > 0 else None,
-               final_loss=final, final_loss_source=source, steps=col["step"], curve_tokens=col["tokens"],
-               curve_flops=col["flops"], train_loss=col["train_loss"], eval_loss=col["eval_loss"],
+               final_loss=final, final_loss_source=source, steps=col[rf.STEP], curve_tokens=col[rf.TOKENS],
+               curve_flops=col[rf.FLOPS], train_loss=col[rf.TRAIN_LOSS], eval_loss=col[rf.EVAL_LOSS],
                loss_unit=_loss_unit(meta)), notes
 
 
@@ -192,7 +193,7 @@ def load_runs(root) -> Sweep:
     if not root_path.is_dir():
         raise FitError(f"{root}: not a directory")
     runs, notes = [], []
-    for run_json in sorted(root_path.rglob("run.json")):
+    for run_json in sorted(root_path.rglob(rf.RUN_JSON)):
         run, run_notes = read_run(run_json.parent)
         notes.extend(run_notes)
         if run is not None:

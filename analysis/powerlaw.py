@@ -37,10 +37,3 @@ def fit_lines(u: np.ndarray, v: np.ndarray, weights: np.ndarray) -> tuple[np.nda
         slope = np.where(spread > 1e-12, suv / suu, np.nan)
     intercept = mv - slope * mu
     return slope, intercept
-
-
-def fit_line(u, v, weights=None) -> tuple[float, float]:
-    """Single weighted least-squares line; see ``fit_lines``."""
-    w = np.ones(len(u)) if weights is None else weights
-    slope, intercept = fit_lines(np.asarray(u), np.asarray(v), np.asarray(w)[None, :])
-    return float(slope[0]), float(intercept[0])

@@ -2,7 +2,7 @@
 
 A fitter is only trustworthy once it has given back parameters it was handed
 (the lesson of Besiroglu et al. 2024).  ``write_sweep`` writes run directories
-in the format of GUIDE.md section 2, so ``scaling analyze`` can be shown end to
+in the format of ``analysis.run_format``, so ``scaling analyze`` can be shown end to
 end without training anything; ``python -m analysis.synthetic OUT`` does that
 from the command line.
 """
@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from analysis import run_format
 
 # Hoffmann et al. (2022), Approach 3 as printed.
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -80,7 +82,7 @@ def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budge
                 "tokens_target": float(d), "compute_target": 6.0 * n_int * d, "status": "done", "error": None,
                 "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T01:00:00Z", "versions": {},
                 "dataset": {"tokenizer": {"kind": tokenizer}}}
-        (run / "run.json").write_text(json.dumps(meta, indent=1))
+        (run / run_format.RUN_JSON).write_text(json.dumps(meta, indent=1))
         tokens = d * np.geomspace(1e-2, 1.0, log_points)
         lines = []
         for step, t in enumerate(tokens, start=1):
@@ -90,7 +92,7 @@ def write_sweep(root, *, budgets=(1e17, 3e17, 1e18, 3e18, 1e19), sizes_per_budge
             if step % eval_every == 0 or step == log_points:
                 rec["eval_loss"] = float(chinchilla_loss(n, t, p) * np.exp(rng.normal(0, noise)))
             lines.append(json.dumps(rec))
-        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        (run / run_format.METRICS).write_text("\n".join(lines) + "\n")
     return root
 
 

@@ -4,7 +4,7 @@
     python benchmarks/bench_step.py --torch         # also time the PyTorch peer (GPU), side by side
     python benchmarks/bench_step.py --shapes 124M --windows 5 --steps 20 --json out.json
 
-Each shape is built through `scaling.train.resolve` and `scaling.runtime.build`, fed by the project's
+Each shape is built through `scaling.planning.resolve` and `scaling.runtime.build`, fed by the project's
 data pipeline (the embedded stdlib corpus; the vocabulary is padded to the shape's size), and stepped
 the way the training loop steps it: dispatch step s, then read step s-1's metrics. Warm-up steps are
 excluded; tokens/s is the median over timed windows, each ending in a device synchronisation.
@@ -25,7 +25,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scaling import config, hardware, runtime, train  # noqa: E402
+from scaling import config, hardware, planning, runtime  # noqa: E402
 
 # name: (n_layer, d_model, batch, seq_len, vocab); the GPU rows are the shapes issue 5 compares.
 SHAPES = {
@@ -51,7 +51,7 @@ def shape_config(name: str, overrides: list[str]) -> config.RunConfig:
 
 
 def time_project(name: str, windows: int, steps: int, warmup: int, overrides: list[str]) -> dict:
-    plan = train.resolve(shape_config(name, overrides))
+    plan = planning.resolve(shape_config(name, overrides))
     rt = runtime.build(plan)
     state = rt.init_state()
     started = time.perf_counter()

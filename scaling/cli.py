@@ -21,9 +21,9 @@ def _load_config(spec: str | None, overrides: list[str]):
 
 
 def _cmd_params(args) -> int:
-    from scaling import accounting, train
+    from scaling import accounting, planning
 
-    cfg, _ = train.resolve_vocab(_load_config(args.config, args.overrides), prepare=False)
+    cfg, _ = planning.resolve_vocab(_load_config(args.config, args.overrides), prepare=False)
     acct = accounting.count(cfg.model)
     if args.json:
         print(json.dumps(acct.as_dict(), indent=2))

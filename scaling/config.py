@@ -19,11 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
-from scaling.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config problem the user can fix; the CLI prints it without a traceback."""
+from scaling import presets
+from scaling.errors import ConfigError  # re-exported: callers catch config.ConfigError
 
 
 @dataclasses.dataclass
@@ -155,8 +152,14 @@ class RunConfig:
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 
-# Keys that say where a run lives or how it is displayed, not what it computes.
-_NOT_HASHED = {("runs_dir",), ("name",), ("train", "progress"), ("mesh",), ("distributed",)}
+# Keys that say where a run lives, how often it logs, evaluates and checkpoints, and how it is shown,
+# not what it computes (batches are a function of seed and step; evaluation and saving leave the
+# training state untouched, and resume is exact). They are recorded in the run's config.yaml, which
+# every launch rewrites, but not hashed: changing them resumes the same run. ``train.keep_steps`` stays
+# hashed: a WSD cooldown relies on its stable run holding those checkpoints.
+_NOT_HASHED = {("runs_dir",), ("name",), ("train", "progress"), ("train", "log_every"), ("train", "eval_every"),
+               ("train", "eval_log_points"), ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
+               ("mesh",), ("distributed",)}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -337,8 +340,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def from_dict(values: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig, expanding a model preset under the explicit keys."""
-    from scaling import presets
-
     model_values = values.get("model") or {}
     if isinstance(model_values, dict) and model_values.get("preset") is not None:
         values = merge(values, {"model": merge(presets.get(str(model_values["preset"])), model_values)})
@@ -474,9 +475,21 @@ def dump_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def run_id(cfg: RunConfig) -> str:
-    """A short hash of everything that changes what the run computes."""
+def run_id(cfg: RunConfig, data_content: str | None = None) -> str:
+    """A short hash (10 hex digits) of everything that changes what the run computes.
+
+    A prepared dataset (``data.path``) is hashed by ``data_content``, the id of its contents
+    (``planning.data_content``), not by where it lies, so moving or copying it keeps the id;
+    ``ValueError`` if ``data.path`` is set and ``data_content`` is not. Without ``data.path``
+    the dataset is named by ``data.source`` and ``data.tokenizer``, and those are hashed.
+    """
     values = to_dict(cfg)
+    if cfg.data.path is not None:
+        if data_content is None:
+            raise ValueError("run_id: data.path is set, so the dataset's content id is needed")
+        for key in ("path", "source", "tokenizer"):
+            values["data"].pop(key)
+        values["data"]["content"] = data_content
     for path in _NOT_HASHED:
         node = values
         for part in path[:-1]:

@@ -29,6 +29,14 @@ class UserError(Exception):
     exit_code = EXIT_BAD_INPUT
 
 
+class ConfigError(UserError, ValueError):
+    """A config problem the user can fix; the CLI prints it without a traceback.
+
+    Defined here, not in ``scaling.config``, so that ``scaling.presets`` (which config imports)
+    can raise it without importing config back.
+    """
+
+
 class Interrupted(Exception):
     """A run stopped by SIGINT/SIGTERM after saving a checkpoint: not an error, and resumable."""
 

@@ -20,6 +20,7 @@ import time
 import jax
 from tqdm import tqdm
 
+from analysis import run_format
 from scaling import hardware
 from scaling.rundir import RunDir, RunFailed
 from scaling.tensorboard_log import ScalarEvents
@@ -79,12 +80,12 @@ class MetricsLog:
             mfu = hardware.mfu(tokens_per_s * self.flops_per_token, self.device["device_kind"],
                                self.device["n_devices"])
         tokens = step * self.tokens_per_step
-        row = {"step": step, "tokens": tokens, "flops": tokens * self.flops_per_token, **values,
+        row = {run_format.STEP: step, run_format.TOKENS: tokens, run_format.FLOPS: tokens * self.flops_per_token, **values,
                "tokens_per_s": tokens_per_s,
                "tokens_per_s_per_device": tokens_per_s / self.device["n_devices"] if tokens_per_s else None,
                "mfu": mfu, "wall_s": self.wall_offset + now - self.t_start}
         if eval_loss is not None:
-            row["eval_loss"] = eval_loss
+            row[run_format.EVAL_LOSS] = eval_loss
         self.rd.append_metrics(row)
         if self.tb is None:
             return

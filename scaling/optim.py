@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling import parameterization
 from scaling.config import ModelConfig, OptimConfig
 
 
@@ -94,30 +93,10 @@ def decay_mask(params, cfg: OptimConfig):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def lr_multipliers(params, model_cfg: ModelConfig):
-    p = parameterization.make(model_cfg)
-    return jax.tree_util.tree_map_with_path(lambda path, _: p.lr_multiplier(_path_names(path)), params)
-
-
 def make(cfg: OptimConfig, model_cfg: ModelConfig, params, lr_schedule: optax.Schedule) -> optax.GradientTransformation:
-    multipliers = lr_multipliers(params, model_cfg)
-    uniform = all(m == 1.0 for m in jax.tree.leaves(multipliers))
-
     parts = []
     if cfg.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
     parts.append(optax.adamw(lr_schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay, mask=decay_mask(params, cfg)))
-    if not uniform:
-        parts.append(_scale_by_tree(multipliers))
     return optax.chain(*parts)
-
-
-def _scale_by_tree(factors) -> optax.GradientTransformation:
-    """Multiply each parameter's update by its own factor (per-layer learning rates)."""
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree.map(lambda u, f: u * f, updates, factors), state
-
-    return optax.GradientTransformation(lambda _: optax.EmptyState(), update)

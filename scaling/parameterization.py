@@ -1,4 +1,4 @@
-"""Every scale choice of the model in one place: initialisation, attention scale, learning-rate multipliers.
+"""Every scale choice of the model in one place: initialisation and attention scale.
 
 Keeping them together is what lets a muP-style parameterization become one config switch later:
 it changes these numbers as functions of width, and nothing in the model code.
@@ -40,11 +40,6 @@ class Parameterization:
     @property
     def attention_scale(self) -> float:
         return 1.0 / math.sqrt(self.head_dim)
-
-    def lr_multiplier(self, path: tuple[str, ...]) -> float:
-        """Per-parameter learning-rate factor; 1 everywhere under the standard parameterization."""
-        del path
-        return 1.0
 
 
 def make(cfg: ModelConfig) -> Parameterization:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaling.errors import ConfigError
+
 _GPT2 = {"vocab_size": 50257, "seq_len": 1024, "position": "learned", "norm": "layernorm",
          "mlp": "gelu", "tie_embeddings": True, "bias": True}
 
@@ -29,8 +31,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get(name: str) -> dict[str, Any]:
-    from scaling.config import ConfigError
-
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
     return dict(PRESETS[name])

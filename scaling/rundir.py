@@ -1,4 +1,6 @@
-"""The run directory (GUIDE section 2): the one contract between training, sweeps and analysis.
+"""The run directory: the one contract between training, sweeps and analysis, written here.
+
+Its file names and keys are defined once, in ``analysis.run_format``, which analysis reads with.
 
 ``run.json`` is rewritten atomically (temp file + rename), so a reader in another shell never sees
 half a file. ``metrics.jsonl`` is append-only; on resume the lines past the restored checkpoint's
@@ -14,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from analysis import run_format
 from scaling.errors import EXIT_FAILED, UserError, naming
 
 
@@ -26,7 +29,7 @@ class RunFailed(UserError):
         self.exit_code = exit_code
 
 
-STATUSES = ("pending", "running", "done", "failed", "interrupted", "killed")
+STATUSES = run_format.STATUSES
 
 
 def now() -> str:
@@ -54,11 +57,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.config_path = self.path / "config.yaml"
-        self.run_json_path = self.path / "run.json"
-        self.metrics_path = self.path / "metrics.jsonl"
-        self.tb_path = self.path / "tb"
-        self.checkpoint_path = self.path / "checkpoints"
+        self.config_path = self.path / run_format.CONFIG
+        self.run_json_path = self.path / run_format.RUN_JSON
+        self.metrics_path = self.path / run_format.METRICS
+        self.tb_path = self.path / run_format.TENSORBOARD
+        self.checkpoint_path = self.path / run_format.CHECKPOINTS
+        self.lock_path = self.path / run_format.LOCK
         self.writes = True  # False on every process but the first of a multi-process run
 
     def exists(self) -> bool:
@@ -77,9 +81,13 @@ class RunDir:
         return run
 
     def update_run(self, **fields: Any) -> dict:
-        """Merge fields into run.json; status must be one the contract knows."""
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"unknown run status {fields['status']!r}")
+        """Merge fields into run.json; keys and status must be ones ``analysis.run_format`` defines
+        (``ValueError`` otherwise: a programming error, caught before anything is written)."""
+        unknown = sorted(set(fields) - run_format.RUN_KEYS)
+        if unknown:
+            raise ValueError(f"run.json keys {unknown} are not in analysis.run_format.RUN_KEYS")
+        if run_format.STATUS in fields and fields[run_format.STATUS] not in STATUSES:
+            raise ValueError(f"unknown run status {fields[run_format.STATUS]!r}")
         run = self.read_run()
         run.update({k: _finite_or_none(v) for k, v in fields.items()})
         if self.writes:
@@ -113,11 +121,11 @@ class RunDir:
         """Keep only rows up to ``last_step`` (the checkpoint a resume starts from), streaming."""
         if not self.writes:
             return
-        tmp = self.metrics_path.with_name("metrics.jsonl.tmp")
+        tmp = self.metrics_path.with_name(run_format.METRICS + ".tmp")
         try:
             with naming(tmp), tmp.open("w") as out:
                 for row in self.iter_metrics():
-                    if row["step"] <= last_step:
+                    if row[run_format.STEP] <= last_step:
                         out.write(json.dumps(row) + "\n")
             os.replace(tmp, self.metrics_path)
         except BaseException:
@@ -125,6 +133,10 @@ class RunDir:
             raise
 
     def append_metrics(self, row: dict) -> None:
+        """Append one row; its keys must be ``analysis.run_format.METRIC_COLUMNS`` (``ValueError`` otherwise)."""
+        unknown = sorted(set(row) - run_format.METRIC_COLUMNS)
+        if unknown:
+            raise ValueError(f"metrics columns {unknown} are not in analysis.run_format.METRIC_COLUMNS")
         if not self.writes:
             return
         with naming(self.metrics_path), self.metrics_path.open("a") as f:

@@ -17,11 +17,12 @@ from jax.sharding import Mesh, NamedSharding
 
 from scaling import model, optim, sharding, step
 from scaling.config import ConfigError
+from scaling.planning import Plan
 
 
 @dataclasses.dataclass
 class Runtime:
-    plan: Any  # train.Plan
+    plan: Plan
     mesh: Mesh
     tx: optax.GradientTransformation
     lr_schedule: optax.Schedule

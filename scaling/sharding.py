@@ -66,7 +66,3 @@ def state_shardings(abstract_state, params_sharding, mesh: Mesh):
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Tokens [microbatches, batch, time]: rows split over every device."""
     return NamedSharding(mesh, PartitionSpec(None, BATCH_AXES, None))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())

@@ -1,4 +1,6 @@
-"""The training loop: budget -> steps, resume from the newest good checkpoint, log, evaluate, save.
+"""The training loop: resume from the newest good checkpoint, log, evaluate, save.
+
+What a config comes to before any compute (budget in steps, run directory) is ``scaling.planning``.
 
 The host never waits on the device for the step it just dispatched: metrics of step s are fetched
 after step s+1 is queued (one step late), and only checkpoint and evaluation steps synchronise.
@@ -8,97 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import platform
 import signal
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from scaling import accounting, config, distributed, hardware, lockfile, runtime, step, tensorboard_log
+from analysis import run_format
+from scaling import config, distributed, hardware, lockfile, planning, runtime, step, tensorboard_log
 from scaling.checkpoint import Checkpointer
 from scaling.config import ConfigError, RunConfig
-from scaling.data import TokenDataset, ensure_prepared
-from scaling.data.cache import cache_path
-from scaling.data.layout import is_prepared
-from scaling.data.tokenizer import ByteTokenizer, TokenizerSpec
 from scaling.errors import Interrupted, UserError, describe_os_error
 from scaling.metrics_log import MetricsLog
+from scaling.planning import Plan, resolve
 from scaling.rundir import RunDir, RunFailed, now
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What a config resolves to before any compute is spent."""
-
-    cfg: RunConfig
-    dataset: TokenDataset
-    accounting: accounting.Accounting
-    total_steps: int
-    tokens_per_step: int
-    run_dir: RunDir
-
-    @property
-    def tokens_target(self) -> int:
-        return self.total_steps * self.tokens_per_step
-
-
-def open_dataset(cfg: RunConfig) -> TokenDataset:
-    path = Path(cfg.data.path) if cfg.data.path else ensure_prepared(cfg.data.source, cfg.data.tokenizer)
-    return TokenDataset(path)
-
-
-def resolve_vocab(cfg: RunConfig, prepare: bool = True) -> tuple[RunConfig, TokenDataset | None]:
-    """The model's vocabulary is the dataset's unless set (larger, e.g. padded to a multiple of 64).
-
-    With ``prepare=False`` (``scaling params``) a dataset that is not on disk yet is not prepared just
-    to check a set vocabulary; the byte tokenizer's fixed vocabulary is still checked.
-    """
-    if not prepare and cfg.model.vocab_size is not None and cfg.data.path is None \
-            and not is_prepared(cache_path(cfg.data.source, cfg.data.tokenizer)):
-        spec = TokenizerSpec.parse(cfg.data.tokenizer)
-        if spec.kind == "byte" and cfg.model.vocab_size < ByteTokenizer.vocab_size:
-            raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the byte tokenizer's "
-                              f"vocabulary ({ByteTokenizer.vocab_size})")
-        return cfg, None
-    dataset = open_dataset(cfg)
-    if cfg.model.vocab_size is None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=dataset.vocab_size))
-    elif cfg.model.vocab_size < dataset.vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the dataset's "
-                          f"vocabulary ({dataset.vocab_size})")
-    return cfg, dataset
-
-
-def resolve(cfg: RunConfig) -> Plan:
-    """Fill in what the data decides and turn the budget into a step count."""
-    cfg, dataset = resolve_vocab(cfg)
-    acct = accounting.count(cfg.model)
-    tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
-    t = cfg.train
-    if t.steps is not None:
-        total = t.steps
-    elif t.tokens is not None:
-        total = math.ceil(t.tokens / tokens_per_step)
-    elif t.flops is not None:
-        total = math.ceil(t.flops / (acct.flops_per_token * tokens_per_step))
-    else:
-        raise ConfigError("set a budget: one of train.tokens, train.flops or train.steps")
-    if total > config.MAX_STEPS:
-        raise ConfigError(f"the budget comes to {total:.3g} optimizer steps of {tokens_per_step:,} tokens, more than "
-                          f"the {config.MAX_STEPS:.0e} a run may take; check train.tokens / train.flops")
-    total = max(total, 1)
-    if cfg.optim.warmup_steps and cfg.optim.warmup_steps >= total and cfg.optim.schedule != "constant":
-        raise ConfigError(f"optim.warmup_steps={cfg.optim.warmup_steps} leaves no step of this {total}-step run "
-                          f"for the {cfg.optim.schedule} decay; lower it below {total}")
-    if t.init_from is not None and not (Path(t.init_from) / "checkpoints").is_dir():
-        raise ConfigError(f"train.init_from={t.init_from!r} is not a run directory with checkpoints")
-    run_dir = RunDir(Path(cfg.runs_dir) / cfg.sweep / (cfg.name or config.run_id(cfg)))
-    return Plan(cfg, dataset, acct, total, tokens_per_step, run_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +91,9 @@ def _check_stored_config(plan: Plan) -> None:
             stored = config.from_dict(config.load_yaml(rd.config_path))
         except ConfigError as e:
             raise ConfigError(f"{rd.config_path} (the config of the run already there) is damaged: {e}") from None
-        if config.run_id(stored) != config.run_id(cfg):
+        # Both hashed with this dataset's content: a run whose data moved is still this run.
+        content = planning.data_content(cfg)
+        if config.run_id(stored, content) != config.run_id(cfg, content):
             raise ConfigError(f"{rd.path} already holds a run with a different config; "
                               "pick another name= or runs_dir=, or remove the directory")
 
@@ -175,7 +105,7 @@ def _lock_run_dir(plan: Plan) -> lockfile.DirLock | None:
         return None
     try:
         rd.path.mkdir(parents=True, exist_ok=True)
-        lock = lockfile.DirLock(rd.path / "run.lock", f"run {rd.path}",
+        lock = lockfile.DirLock(rd.lock_path, f"run {rd.path}",
                                 "wait for it to finish, or stop it and run the same command to resume")
         lock.acquire()
     except OSError as e:
@@ -211,19 +141,20 @@ def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
         if rd.writes:
             rd.config_path.write_text(config.dump_yaml(cfg))
         previous = rd.read_run()
-        if previous.get("status") == "done":
+        if previous.get(run_format.STATUS) == run_format.DONE:
             log.info("run %s is already done", rd.path)
             return previous
         device = hardware.describe()
         train_tokens = plan.dataset.num_tokens("train")
         epochs = plan.dataset.epochs(plan.tokens_target, cfg.model.seq_len)
         rd.update_run(
-            run_id=config.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
+            run_id=planning.run_id(cfg), sweep=cfg.sweep, seed=cfg.seed, name=cfg.name,
             **{k: v for k, v in plan.accounting.as_dict().items()},
             tokens_per_step=plan.tokens_per_step, total_steps=plan.total_steps,
             tokens_target=plan.tokens_target, compute_target=plan.tokens_target * plan.accounting.flops_per_token,
             compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
-            dataset={"path": str(plan.dataset.path), "source": plan.dataset.metadata.get("source"),
+            dataset={"path": str(plan.dataset.path), "content": planning.data_content(cfg),
+                     "source": plan.dataset.metadata.get("source"),
                      "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
             epochs=epochs,
             status="running", error=None, failed_step=None, interrupted_step=None,
@@ -283,7 +214,7 @@ def _branch(plan: Plan, abstract_state) -> tuple[int, step.TrainState]:
     source_ckpt.close()
     rd.truncate_metrics(0)
     for row in source.iter_metrics():
-        if row["step"] <= branch_step:
+        if row[run_format.STEP] <= branch_step:
             rd.append_metrics(row)
     _rebuild_tensorboard(rd)
     rd.update_run(initialized_from={"run": str(source.path), "step": branch_step})

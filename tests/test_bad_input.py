@@ -256,9 +256,9 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 def _run_dir_of(args: list[str]) -> str:
     """Where `scaling train` with these overrides puts its run (for rows that damage one)."""
-    from scaling import train
+    from scaling import planning
 
-    return str(train.resolve(config.load(None, ["model.preset=tiny-d64", *args[2:]])).run_dir.path)
+    return str(planning.resolve(config.load(None, ["model.preset=tiny-d64", *args[2:]])).run_dir.path)
 
 
 def run_in_process(argv: list[str], capsys) -> tuple[int, str]:

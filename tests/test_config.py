@@ -140,3 +140,26 @@ def test_malformed_and_hostile_yaml_is_a_config_error_naming_the_file(tmp_path, 
     with pytest.raises(ConfigError) as err:
         config.load(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_no_import_cycle_between_config_and_presets():
+    """presets and errors are leaves: config imports them, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import scaling
+
+    for leaf in ("presets.py", "errors.py"):
+        tree = ast.parse((Path(scaling.__file__).parent / leaf).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m and m.startswith("scaling.config")}, leaf
+
+
+def test_planning_imports_no_jax():
+    """A sweep is planned (budgets, ids, vocabulary) without starting JAX."""
+    import subprocess
+    import sys
+
+    code = "import sys, scaling.planning, scaling.sweeps.planner; print('jax' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

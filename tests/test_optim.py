@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from scaling import config, model, optim, parameterization, step
+from scaling import config, model, optim, step
 
 
 def _optim(*overrides):
@@ -109,12 +109,3 @@ def test_gradient_accumulation_equals_one_big_batch():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), whole, split)
         assert abs(float(m1["train_loss"]) - float(m2["train_loss"])) < 1e-5
         assert abs(float(m1["grad_norm"]) - float(m2["grad_norm"])) < 1e-5
-
-
-def test_per_parameter_learning_rate_multipliers(monkeypatch):
-    monkeypatch.setattr(parameterization.Parameterization, "lr_multiplier",
-                        lambda self, path: 0.0 if path[0] == "embed" else 1.0)
-    batch = jax.random.randint(jax.random.key(2), (4, 9), 0, 61)
-    before, after, _ = _one_step(["train.batch_size=4"], batch)
-    np.testing.assert_array_equal(before["embed"]["embedding"], after["embed"]["embedding"])
-    assert not np.array_equal(before["block_0"]["mlp"]["up"]["kernel"], after["block_0"]["mlp"]["up"]["kernel"])

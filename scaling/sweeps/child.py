@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from analysis import run_format
 from scaling.sweeps import state
 
 CACHE_VARIABLES = {
@@ -44,7 +45,7 @@ def environment(compile_cache: Path | None, extra: dict[str, str] | None = None)
 
 
 def command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "scaling.cli", "train", str(run_dir / "config.yaml")]
+    return [sys.executable, "-m", "scaling.cli", "train", str(run_dir / run_format.CONFIG)]
 
 
 def spawn(run_dir: Path, attempt: int, env: dict[str, str], blocked: tuple[signal.Signals, ...] = ()) -> subprocess.Popen:

@@ -34,6 +34,7 @@ import sys
 import time
 from typing import TextIO
 
+from analysis import run_format
 from scaling.rundir import RunDir, now
 from scaling.sweeps import report, state, status, sweepdir
 from scaling.sweeps.fmt import duration
@@ -64,7 +65,7 @@ def _write_run_dirs(plan: SweepPlan) -> None:
             rd.config_path.write_text(config.dump_yaml(run.cfg))
         if status.read(run).status != "running":
             rd.update_run(sweep=plan.spec.name, sweep_tags=run.tags, params_count=plan.spec.count,
-                          **({} if rd.read_run().get("status") else {"status": "pending"}))
+                          **({} if rd.read_run().get(run_format.STATUS) else {run_format.STATUS: "pending"}))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -126,7 +127,7 @@ class _Launch:
         if run.after is None:
             return True
         stable, step = run.after
-        return (self.plan.sweep_dir / stable / "checkpoints" / str(step)).is_dir()
+        return (self.plan.sweep_dir / stable / run_format.CHECKPOINTS / str(step)).is_dir()
 
     def _stable_gone(self, run: PlannedRun) -> bool:
         """The stable run this cooldown needs is neither running nor going to."""
@@ -158,9 +159,9 @@ class _Launch:
         info = rd.read_run()
         tail = state.stderr_tail(run.run_dir)
         launch = state.update_launch(run.run_dir, exit_code=code, finished=now(), stderr_tail=tail)
-        verdict = info.get("status")
-        if verdict == "done":
-            loss = info.get("final_eval_loss")
+        verdict = info.get(run_format.STATUS)
+        if verdict == run_format.DONE:
+            loss = info.get(run_format.FINAL_EVAL_LOSS)
             self._say(f"done     {run.name}  eval loss {loss:.4f}" if loss is not None else f"done     {run.name}")
             return
         # An executor may have recorded the kill itself (it knows more, e.g. what the scheduler said).

@@ -1,9 +1,9 @@
 """Expand a sweep into fully resolved runs: every config, its N, D, exact C and 6ND, before anything runs.
 
 Each run's config carries an explicit ``train.steps``: the planner is where a sweep's budgets
-(tokens, multiples of N, FLOPs, WSD branch points) become step counts, rounded to the nearest
-step so an IsoFLOP run lands as close to its budget as the batch allows. The budget a run came
-from travels with it as tags (written into its run.json by the launcher).
+(tokens, multiples of N, FLOPs, WSD branch points) become step counts by ``planning.budget_steps``,
+the rule a single run uses too. The budget a run came from travels with it as tags (written into
+its run.json by the launcher).
 
 A run's directory name is the hash of its resolved config (``config.run_id``), so editing one axis
 value adds runs and leaves the others' directories, and their finished work, where they were.
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scaling import accounting, config
+from scaling import accounting, config, planning
 from scaling.config import RunConfig
 from scaling.sweeps import shapes
 from scaling.sweeps.fmt import sci
@@ -144,9 +144,9 @@ def _merge_all(trees) -> dict:
 def run_name(cfg: RunConfig) -> str:
     """The run id, with a branch source named by its directory name (itself a run id)."""
     if cfg.train.init_from is None:
-        return config.run_id(cfg)
+        return planning.run_id(cfg)
     portable = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=Path(cfg.train.init_from).name))
-    return config.run_id(portable)
+    return planning.run_id(portable)
 
 
 def _base_budget(train: config.TrainConfig) -> tuple[str, float]:
@@ -173,9 +173,7 @@ class _Planner:
             return values
         key = json.dumps(config.to_dict(cfg.data), sort_keys=True)
         if key not in self.vocab:
-            from scaling import train  # imports jax; only needed when the data must be asked
-
-            self.vocab[key] = train.resolve_vocab(cfg)[0].model.vocab_size
+            self.vocab[key] = planning.resolve_vocab(cfg)[0].model.vocab_size
         return config.merge(values, {"model": {"vocab_size": self.vocab[key]}})
 
     def _shape(self, model: config.ModelConfig, target: float) -> shapes.Shape:
@@ -230,11 +228,10 @@ class _Planner:
 
     def _steps(self, budget: tuple[str, float], n: int, cfg: RunConfig) -> int:
         kind, value = budget
-        if kind == "steps":
-            return int(value)
-        tokens = {"tokens": value, "per_param": value * n,
-                  "flops": value / accounting.count(cfg.model).flops_per_token}[kind]
-        return max(1, round(tokens / (cfg.train.batch_size * cfg.model.seq_len)))
+        if kind == "per_param":
+            kind, value = "tokens", value * n
+        tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
+        return planning.budget_steps(kind, value, tokens_per_step, accounting.count(cfg.model))
 
     def _wsd(self, values: dict, cfg: RunConfig, point: _Point, n: int, shape: str) -> list[PlannedRun]:
         """One warmup-stable run, and a cooldown branched from it per token budget (Hägele et al. 2024).

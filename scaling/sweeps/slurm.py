@@ -30,6 +30,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError("--executor slurm needs submitit: pip install -e \".[slurm]\"") from e
 
+from analysis import run_format
 from scaling.rundir import RunDir, now
 from scaling.sweeps import child, slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
@@ -175,7 +176,7 @@ class SlurmExecutor:
             outcome = _outcome(job)
             if outcome is None:
                 outcome = None, None
-                if RunDir(run.run_dir).read_run().get("status") not in state.VERDICTS:
+                if RunDir(run.run_dir).read_run().get(run_format.STATUS) not in state.VERDICTS:
                     last = f"ended {slurm_state}" if slurm_state else "is no longer known to SLURM"
                     state.record_kill(run.run_dir, None, f"died with SLURM job {job.job_id}, which {last} "
                                                          "and left no result")

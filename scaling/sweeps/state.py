@@ -27,16 +27,15 @@ import signal
 import socket
 from pathlib import Path
 
+from analysis import run_format
 from scaling.rundir import RunDir, now, write_json_atomic
 
-LAUNCH = "launch.json"
-STDOUT = "stdout.log"
-STDERR = "stderr.log"
+LAUNCH, STDOUT, STDERR = run_format.LAUNCH, run_format.STDOUT, run_format.STDERR
 _HEADER = "=== scaling sweep: attempt "
 _TAIL_BYTES = 64 << 10
 
 # What a run writes into run.json itself when it ends: its own verdict, never overwritten by a kill record.
-VERDICTS = frozenset({"done", "failed", "interrupted"})
+VERDICTS = frozenset({run_format.DONE, "failed", "interrupted"})
 # run.json says ``killed`` (resumable from its checkpoint, like ``interrupted``); ``kills`` keeps every kill.
 KILLED_RUN_STATUS = "killed"
 # Signals a process raises on itself when it crashes (a fault, an abort from a failed check): a bug or
@@ -89,7 +88,7 @@ def stderr_tail(run_dir: Path, lines: int = 20) -> list[str]:
 
 def last_metrics(run_dir: Path) -> dict | None:
     """The newest complete row of metrics.jsonl, read from the end of the file."""
-    for line in reversed(_tail_text(run_dir / "metrics.jsonl").splitlines()):
+    for line in reversed(_tail_text(run_dir / run_format.METRICS).splitlines()):
         try:
             return json.loads(line)
         except ValueError:
@@ -101,7 +100,7 @@ def latest_checkpoint(run_dir: Path) -> int | None:
     """The newest finished checkpoint's step, or None. Orbax writes a step under a temporary name and
     renames it to the bare step number when complete, so a save cut short is never counted."""
     try:
-        return max((int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()), default=None)
+        return max((int(p.name) for p in (run_dir / run_format.CHECKPOINTS).iterdir() if p.name.isdigit()), default=None)
     except OSError:
         return None
 
@@ -109,7 +108,7 @@ def latest_checkpoint(run_dir: Path) -> int | None:
 def last_sign_of_life(run_dir: Path) -> str | None:
     """When the run last wrote a metrics row or a line of output (ISO time, UTC), or None: the best
     estimate of when a process that vanished unwatched died."""
-    times = [p.stat().st_mtime for p in (run_dir / "metrics.jsonl", run_dir / STDOUT, run_dir / STDERR) if p.exists()]
+    times = [p.stat().st_mtime for p in (run_dir / run_format.METRICS, run_dir / STDOUT, run_dir / STDERR) if p.exists()]
     if not times:
         return None
     return datetime.datetime.fromtimestamp(max(times), datetime.timezone.utc).isoformat(timespec="seconds")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from analysis import run_format
 from scaling.rundir import RunDir
 from scaling.sweeps import slurm_jobs, state
 from scaling.sweeps.planner import PlannedRun
@@ -42,13 +43,13 @@ class RunState:
 def is_alive(run: PlannedRun, launch: dict) -> bool:
     if launch.get("executor") == "slurm":
         return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
-    return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / "config.yaml"))
+    return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / run_format.CONFIG))
 
 
 def read(run: PlannedRun) -> RunState:
     info = RunDir(run.run_dir).read_run()
     launch = state.read_launch(run.run_dir)
-    status = info.get("status") or "pending"
+    status = info.get(run_format.STATUS) or "pending"
     if status not in ("done", "failed") and launch and is_alive(run, launch):
         status = "running"  # also a process that has not yet written run.json: never start it twice
     elif status not in ("done", "failed") and (launch.get("killed") or status == "running"):
@@ -56,9 +57,9 @@ def read(run: PlannedRun) -> RunState:
     elif status == "interrupted":
         status = "resumable"
     row = state.last_metrics(run.run_dir) if status != "pending" else None
-    step = info.get("final_step") if status == "done" else (row or {}).get("step", 0)
-    return RunState(run, status, step or 0, (row or {}).get("train_loss"),
-                    info.get("final_eval_loss") if status == "done" else None,
+    step = info.get(run_format.FINAL_STEP) if status == "done" else (row or {}).get(run_format.STEP, 0)
+    return RunState(run, status, step or 0, (row or {}).get(run_format.TRAIN_LOSS),
+                    info.get(run_format.FINAL_EVAL_LOSS) if status == "done" else None,
                     info.get("error"), launch.get("exit_code"),
                     launch.get("killed") if status == "killed" else None,
                     launch.get("gave_up") if status == "killed" else None)

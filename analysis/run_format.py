@@ -1,0 +1,64 @@
+"""The run directory's format, defined once: file names, run.json keys, metrics.jsonl columns, statuses.
+
+A run directory is the one contract between training (``scaling``: the loop, checkpoints, sweep
+launchers) and analysis (``analysis.load``). Both sides import this module and spell no file name or
+key themselves. It lives in ``analysis`` and imports nothing, so analysis stays usable on anyone's
+results without the training library (and JAX), and the dependency runs one way: scaling -> here.
+Writers check every run.json key and metrics column against the lists below (``RunDir.update_run``,
+``RunDir.append_metrics`` raise ``ValueError`` on an unknown one), so a new key is added here first.
+
+Layout of ``<runs_dir>/<sweep>/<run id>/``::
+
+    config.yaml     the resolved config; the run id is the hash of its result-determining part
+    run.json        identity, N and FLOP accounting, budget, status (rewritten atomically)
+    metrics.jsonl   one JSON object per logged step, append-only, in step order
+    tb/             TensorBoard scalars, rebuilt from metrics.jsonl on resume
+    checkpoints/    orbax checkpoints, one folder per step named by the step number
+    run.lock        held while a process trains the run
+    launch.json, stdout.log, stderr.log   written by a sweep launcher: attempts, process, output
+"""
+
+# Files and folders in a run directory.
+CONFIG = "config.yaml"
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tb"
+CHECKPOINTS = "checkpoints"
+LOCK = "run.lock"
+LAUNCH = "launch.json"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+
+# run.json "status": pending (planned by a sweep), running, then done, failed, interrupted (by a
+# signal, after a checkpoint: resumable) or killed (recorded by a sweep launcher: resumable).
+DONE = "done"
+STATUSES = ("pending", "running", DONE, "failed", "interrupted", "killed")
+
+# run.json keys. Identity and status:
+RUN_ID, SWEEP, STATUS, ERROR = "run_id", "sweep", "status", "error"
+# Accounting (parameters; training FLOPs per token, exact and as 6N, Hoffmann et al. 2022 App. F):
+N_PARAMS, N_PARAMS_EMBEDDING, N_PARAMS_NON_EMBEDDING = "n_params", "n_params_embedding", "n_params_non_embedding"
+FLOPS_PER_TOKEN, FLOPS_PER_TOKEN_6N = "flops_per_token", "flops_per_token_6n"
+# Budget and end: C the run was planned to train (exact count), final validation loss.
+COMPUTE_TARGET, FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "compute_target", "final_eval_loss", "final_step", "total_steps"
+DATASET = "dataset"  # {"path", "source", "tokenizer": {"kind", ...}, "train_tokens"}
+
+RUN_KEYS = frozenset({
+    RUN_ID, SWEEP, STATUS, ERROR, "seed", "name",
+    N_PARAMS, N_PARAMS_EMBEDDING, N_PARAMS_NON_EMBEDDING, FLOPS_PER_TOKEN, FLOPS_PER_TOKEN_6N,
+    "forward_flops_per_token", "flops_counting",
+    "tokens_per_step", TOTAL_STEPS, "tokens_target", COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
+    "failed_step", "interrupted_step", "started", "finished", "device", "versions", "mesh", "resumed_from",
+    "initialized_from", FINAL_EVAL_LOSS, FINAL_STEP, "tokens_per_s",
+    "sweep_tags", "params_count", "kills",  # written by a sweep launcher
+})
+# What analysis needs in run.json to use a run at all.
+REQUIRED_RUN_KEYS = (RUN_ID, N_PARAMS, N_PARAMS_NON_EMBEDDING, STATUS)
+
+# metrics.jsonl columns: step, D and C so far (tokens, exact training FLOPs), losses in nats per tokenizer unit
+# (per byte for the byte tokenizer).
+STEP, TOKENS, FLOPS, TRAIN_LOSS, EVAL_LOSS = "step", "tokens", "flops", "train_loss", "eval_loss"
+METRIC_COLUMNS = frozenset({
+    STEP, TOKENS, FLOPS, TRAIN_LOSS, EVAL_LOSS, "lr", "grad_norm",
+    "tokens_per_s", "tokens_per_s_per_device", "mfu", "wall_s",
+})
