@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling.config import ModelConfig, OptimConfig
+from scaling.config import OptimConfig
 
 
 def warmup_steps(cfg: OptimConfig, total_steps: int) -> int:
@@ -93,7 +93,12 @@ def decay_mask(params, cfg: OptimConfig):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make(cfg: OptimConfig, model_cfg: ModelConfig, params, lr_schedule: optax.Schedule) -> optax.GradientTransformation:
+def make(cfg: OptimConfig, params, lr_schedule: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW (decoupled weight decay, Loshchilov & Hutter 2019) behind optional global-norm clipping.
+
+    ``params``: the parameter tree (arrays or ShapeDtypeStructs), for the weight-decay mask;
+    ``lr_schedule``: update index -> learning rate (``schedule``). Returns the optax transformation.
+    """
     parts = []
     if cfg.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))

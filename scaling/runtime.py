@@ -125,7 +125,7 @@ def build(plan) -> Runtime:
         raise ConfigError(f"each microbatch ({micro} sequences) must split evenly over the {mesh.size} devices")
     lr_schedule = optim.schedule(cfg.optim, plan.total_steps)
     abstract_params = jax.eval_shape(lambda: model.init(cfg.model, jax.random.key(0)))
-    tx = optim.make(cfg.optim, cfg.model, abstract_params, lr_schedule)
+    tx = optim.make(cfg.optim, abstract_params, lr_schedule)
     abstract_state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, jax.random.key(0)))
     state_sharding = sharding.state_shardings(
         abstract_state, sharding.param_shardings(cfg.model, abstract_params, mesh), mesh)
