@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Dense bf16 FLOP/s per chip, from vendor datasheets (GUIDE section 3).
+# Dense bf16 FLOP/s per chip, from vendor datasheets (NVIDIA H100/H200, A100; Google Cloud TPU v4, v5e, v5p, v6e).
 _PEAKS: tuple[tuple[str, float], ...] = (
     ("H200", 989e12),
     ("H100 80GB HBM3", 989e12),  # SXM; the PCIe part is slower and deliberately not listed

@@ -18,7 +18,7 @@ def _cfg(*overrides):
 def test_gpt3_175b_matches_the_paper():
     acct = accounting.count(_cfg("model.preset=gpt3-175b"))
     assert abs(acct.n_params - 175e9) / 175e9 < 0.01
-    # GUIDE section 3: each feed-forward layer is 12,288 x 49,152 x 2, about 1.2 billion weights.
+    # Brown et al. 2020 (GPT-3), Table 2.1 shapes: each feed-forward layer is 12,288 x 49,152 x 2, about 1.2 billion weights.
     m = _cfg("model.preset=gpt3-175b")
     ffn_weights = m.d_model * m.ff_dim * 2
     assert ffn_weights == 12288 * 49152 * 2 and abs(ffn_weights - 1.2e9) / 1.2e9 < 0.01

@@ -1,4 +1,4 @@
-"""Reading run directories and CSVs; run directories are written here by hand, following GUIDE.md section 2."""
+"""Reading run directories and CSVs; run directories are written here by hand, following the run-directory layout in README.md ("The run directory")."""
 
 import json
 

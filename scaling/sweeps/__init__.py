@@ -1,4 +1,4 @@
-"""Sweeps: one YAML file describes a whole scaling experiment (GUIDE section 1).
+"""Sweeps: one YAML file describes a whole scaling experiment (README.md, "Sweeps").
 
 ``spec`` reads the file as data, ``planner`` expands it into fully resolved run configs
 (``shapes`` turns parameter targets into model shapes, ``hyper`` evaluates hyperparameters
