@@ -62,7 +62,7 @@ cfg = config.load(None, ["model.vocab_size=257", "model.d_model=64", "model.n_he
 mesh = sharding.make_mesh(cfg.mesh)
 params = jax.eval_shape(lambda: model.init(cfg.model, jax.random.key(0)))
 schedule = optim.schedule(cfg.optim, 10)
-tx = optim.make(cfg.optim, cfg.model, params, schedule)
+tx = optim.make(cfg.optim, params, schedule)
 abstract = jax.eval_shape(lambda: step.init_state(cfg.model, tx, jax.random.key(0)))
 shardings = sharding.state_shardings(abstract, sharding.param_shardings(cfg.model, params, mesh), mesh)
 state = jax.jit(lambda: step.init_state(cfg.model, tx, jax.random.key(0)), out_shardings=shardings)()
