@@ -19,6 +19,8 @@ from typing import Any
 from analysis import run_format
 from scaling.errors import EXIT_FAILED, UserError, naming
 
+_LAST_ROW_BYTES = 64 << 10  # far more than one metrics row
+
 
 class RunFailed(UserError):
     """The run stopped for a reason that is recorded in run.json (a non-finite loss, a full disk)."""
@@ -111,11 +113,20 @@ class RunDir:
         return list(self.iter_metrics())
 
     def last_metrics(self) -> dict | None:
-        """The last complete row, reading one row at a time (a long run's file need not fit in memory)."""
-        last = None
-        for last in self.iter_metrics():
-            pass
-        return last
+        """The newest complete row, read from the end of the file: a long run's file is never read whole
+        (the launcher and `sweep status` ask this of every run on every poll)."""
+        try:
+            with self.metrics_path.open("rb") as f:
+                f.seek(max(0, self.metrics_path.stat().st_size - _LAST_ROW_BYTES))
+                tail = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        for line in reversed(tail.splitlines()):  # a row cut short by a kill does not parse: skip it
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+        return None
 
     def truncate_metrics(self, last_step: int) -> None:
         """Keep only rows up to ``last_step`` (the checkpoint a resume starts from), streaming."""

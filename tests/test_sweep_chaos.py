@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import scaling_cmd
 from scaling import cli
+from scaling.rundir import RunDir
 from scaling.sweeps import planner, spec, state
 from test_sweep_launch import launch_args, metrics, read, wait_for, write_sweep
 
@@ -44,7 +45,7 @@ def _training_pid(run_dir: Path) -> int | None:
 
 
 def _step(run_dir: Path) -> int:
-    return (state.last_metrics(run_dir) or {}).get("step", 0)
+    return (RunDir(run_dir).last_metrics() or {}).get("step", 0)
 
 
 def _status(run_dir: Path) -> str | None:

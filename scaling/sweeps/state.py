@@ -86,16 +86,6 @@ def stderr_tail(run_dir: Path, lines: int = 20) -> list[str]:
     return [line for line in kept if line.strip()][-lines:]
 
 
-def last_metrics(run_dir: Path) -> dict | None:
-    """The newest complete row of metrics.jsonl, read from the end of the file."""
-    for line in reversed(_tail_text(run_dir / run_format.METRICS).splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
-
-
 def latest_checkpoint(run_dir: Path) -> int | None:
     """The newest finished checkpoint's step, or None. Orbax writes a step under a temporary name and
     renames it to the bare step number when complete, so a save cut short is never counted."""

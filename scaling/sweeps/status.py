@@ -56,7 +56,7 @@ def read(run: PlannedRun) -> RunState:
         status = "killed"
     elif status == "interrupted":
         status = "resumable"
-    row = state.last_metrics(run.run_dir) if status != "pending" else None
+    row = RunDir(run.run_dir).last_metrics() if status != "pending" else None
     step = info.get(run_format.FINAL_STEP) if status == "done" else (row or {}).get(run_format.STEP, 0)
     return RunState(run, status, step or 0, (row or {}).get(run_format.TRAIN_LOSS),
                     info.get(run_format.FINAL_EVAL_LOSS) if status == "done" else None,
