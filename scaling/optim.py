@@ -6,6 +6,7 @@ the same step by construction, and the train step reports the rate by evaluating
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -44,35 +45,55 @@ def _weight(shape: str, frac):
     return 1.0 - jnp.sqrt(frac)
 
 
-def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+@dataclasses.dataclass(frozen=True)
+class Schedule:
     """The learning rate of update k, for k = 0 .. total_steps - 1 (optax's update count).
 
-    Update k is the (k+1)-th of T = ``total_steps``; its rate is the schedule at the end of it:
-    - warmup over the first W updates: ``lr * (k+1) / W``, so the first update moves (rate lr/W)
-      and update W-1 reaches the peak;
-    - decay over the last D updates (``decay_steps``): ``floor + (lr - floor) * w((k+1 - (T-D)) / D)``
-      with ``floor = lr * min_lr_ratio`` and ``w`` the cooldown shape, so update T-1 uses exactly
-      the floor and the first decayed update is already below the peak;
+    Update k is the (k+1)-th of T = ``total``; its rate is the schedule at the end of it:
+    - warmup over the first W = ``warmup`` updates: ``peak * (k+1) / W``, so the first update moves
+      (rate peak/W) and update W-1 reaches the peak;
+    - decay over the last D = ``decay`` updates: ``floor + (peak - floor) * w((k+1 - (T-D)) / D)``
+      with the cooldown shape ``w`` (``_weight``), so update T-1 uses exactly the floor and the first
+      decayed update is already below the peak;
     - the peak in between. ``constant`` never decays (min_lr_ratio does not apply to it).
     A resumed run evaluates the same function at the same k, so its rates match an unbroken run's.
+
+    ``shape`` is static; the numbers are ``args``, which the train step takes as arguments rather than
+    compiling them in, so runs of one model shape share one compiled step whatever their length and
+    peak rate (an IsoFLOP grid trains each shape at several lengths).
     """
-    T = total_steps
-    W = min(warmup_steps(cfg, T), T)
-    D = decay_steps(cfg, T)
-    peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
-    shape = "cosine" if cfg.schedule == "cosine" else cfg.cooldown_shape
 
-    def rate(k):
+    shape: str  # "cosine", "linear" or "1-sqrt": how the decay falls
+    total: int
+    warmup: int
+    decay: int
+    peak: float
+    floor: float
+
+    @property
+    def args(self) -> dict[str, jax.Array]:
+        """The numbers as arrays: int32 step counts, float32 rates."""
+        ints = {k: jnp.asarray(getattr(self, k), jnp.int32) for k in ("total", "warmup", "decay")}
+        return {**ints, "peak": jnp.asarray(self.peak, jnp.float32), "floor": jnp.asarray(self.floor, jnp.float32)}
+
+    def rate_from(self, args: dict[str, jax.Array], k) -> jax.Array:
+        """The rate of update ``k`` (int array of any shape) with the numbers in ``args`` (traced or not)."""
         u = jnp.asarray(k, jnp.int32) + 1  # updates done once this one is applied; integer, so exact
-        lr = jnp.full(u.shape, peak, jnp.float32)
-        if W:
-            lr = jnp.where(u <= W, peak * u.astype(jnp.float32) / W, lr)
-        if D:
-            frac = jnp.clip((u - (T - D)).astype(jnp.float32) / D, 0.0, 1.0)
-            lr = jnp.where(u > T - D, floor + (peak - floor) * _weight(shape, frac), lr)
-        return lr
+        T, W, D, peak, floor = (args[name] for name in ("total", "warmup", "decay", "peak", "floor"))
+        lr = jnp.broadcast_to(peak, u.shape)
+        lr = jnp.where(u <= W, peak * u.astype(jnp.float32) / jnp.maximum(W, 1).astype(jnp.float32), lr)
+        frac = jnp.clip((u - (T - D)).astype(jnp.float32) / jnp.maximum(D, 1).astype(jnp.float32), 0.0, 1.0)
+        return jnp.where((D > 0) & (u > T - D), floor + (peak - floor) * _weight(self.shape, frac), lr)
 
-    return rate
+    def __call__(self, k) -> jax.Array:
+        return self.rate_from(self.args, k)
+
+
+def schedule(cfg: OptimConfig, total_steps: int) -> Schedule:
+    """The run's learning-rate schedule over ``total_steps`` updates (see ``Schedule``)."""
+    W = min(warmup_steps(cfg, total_steps), total_steps)
+    return Schedule(shape="cosine" if cfg.schedule == "cosine" else cfg.cooldown_shape, total=total_steps,
+                    warmup=W, decay=decay_steps(cfg, total_steps), peak=cfg.lr, floor=cfg.lr * cfg.min_lr_ratio)
 
 
 def _path_names(path) -> tuple[str, ...]:
@@ -93,15 +114,18 @@ def decay_mask(params, cfg: OptimConfig):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make(cfg: OptimConfig, params, lr_schedule: optax.Schedule) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay, Loshchilov & Hutter 2019) behind optional global-norm clipping.
+def make(cfg: OptimConfig, params) -> optax.GradientTransformation:
+    """AdamW's update direction (decoupled weight decay, Loshchilov & Hutter 2019) behind optional
+    global-norm clipping, at unit rate: the train step multiplies it by its ``Schedule``'s rate.
 
-    ``params``: the parameter tree (arrays or ShapeDtypeStructs), for the weight-decay mask;
-    ``lr_schedule``: update index -> learning rate (``schedule``). Returns the optax transformation.
+    ``params``: the parameter tree (arrays or ShapeDtypeStructs), for the weight-decay mask. The rate
+    is a schedule that always returns 1 rather than a plain 1.0 so that optax keeps its update
+    counter in the state, which earlier checkpoints hold. Update = -rate * (adam + wd * param), which
+    is exactly what ``optax.adamw`` with the schedule computes.
     """
     parts = []
     if cfg.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-    parts.append(optax.adamw(lr_schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps,
+    parts.append(optax.adamw(lambda count: 1.0, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay, mask=decay_mask(params, cfg)))
     return optax.chain(*parts)

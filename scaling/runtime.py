@@ -25,11 +25,11 @@ class Runtime:
     plan: Plan
     mesh: Mesh
     tx: optax.GradientTransformation
-    lr_schedule: optax.Schedule
+    lr_schedule: optim.Schedule
     abstract_state: Any  # ShapeDtypeStructs carrying their shardings (a restore target)
     state_sharding: Any
     tokens_sharding: NamedSharding
-    train_step: Callable
+    train_step: step.TrainStep
     eval_step: Callable
 
     def init_state(self) -> step.TrainState:
@@ -57,9 +57,19 @@ class Runtime:
         return [jax.make_array_from_callback((1, *b.shape), self.tokens_sharding, lambda index, b=b: b[None][index])
                 for b in batches]
 
-    def evaluate(self, params, val: list[jax.Array]) -> float:
+    def evaluate(self, params, val: list[jax.Array]) -> tuple[float, float | None]:
+        """Mean validation loss over every token of ``val`` (nats per token), and its standard error.
+
+        The error is the spread of the per-batch means over sqrt(batches): neighbouring tokens of one
+        text are not independent, so a per-token error would understate it. None with one batch.
+        """
         sums = [self.eval_step(params, b[0]) for b in val]
-        return float(sum(s for s, _ in sums) / sum(c for _, c in sums))
+        losses = np.array([float(s) for s, _ in sums])
+        counts = np.array([float(c) for _, c in sums])
+        mean = float(losses.sum() / counts.sum())
+        per_batch = losses / counts
+        se = float(per_batch.std(ddof=1) / math.sqrt(len(per_batch))) if len(per_batch) > 1 else None
+        return mean, se
 
 
 def _available_bytes(device) -> int | None:
@@ -125,7 +135,7 @@ def build(plan) -> Runtime:
         raise ConfigError(f"each microbatch ({micro} sequences) must split evenly over the {mesh.size} devices")
     lr_schedule = optim.schedule(cfg.optim, plan.total_steps)
     abstract_params = jax.eval_shape(lambda: model.init(cfg.model, jax.random.key(0)))
-    tx = optim.make(cfg.optim, abstract_params, lr_schedule)
+    tx = optim.make(cfg.optim, abstract_params)
     abstract_state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, jax.random.key(0)))
     state_sharding = sharding.state_shardings(
         abstract_state, sharding.param_shardings(cfg.model, abstract_params, mesh), mesh)

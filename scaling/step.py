@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling import model
+from scaling import model, optim
 from scaling.config import ModelConfig
 
 TrainState = dict[str, Any]  # {"params", "opt_state", "step"}: a plain pytree orbax saves as is
@@ -37,16 +37,33 @@ def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
-                    seed: int, state_sharding=None, tokens_sharding=None):
+class TrainStep:
+    """``train_step(state, tokens_ABT1) -> (state, metrics)``: the jitted step with its schedule's numbers
+    passed as arguments (``optim.Schedule.args``); ``lower`` as on a jitted function, for benchmarks."""
+
+    def __init__(self, jitted, lr_schedule: optim.Schedule):
+        self.jitted, self.lr_args = jitted, lr_schedule.args
+
+    def __call__(self, state: TrainState, tokens_ABT1: jax.Array):
+        return self.jitted(state, tokens_ABT1, self.lr_args)
+
+    def lower(self, state: TrainState, tokens_ABT1: jax.Array):
+        return self.jitted.lower(state, tokens_ABT1, self.lr_args)
+
+
+def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr_schedule: optim.Schedule,
+                    seed: int, state_sharding=None, tokens_sharding=None) -> TrainStep:
     """train_step(state, tokens_ABT1) -> (state, metrics); A = microbatches per optimizer step.
 
-    With shardings given, the state keeps its layout across steps and metrics come back replicated.
+    ``tx`` is ``optim.make``'s unit-rate transformation; the update is scaled here by the schedule's
+    rate at ``state["step"]``, from numbers passed in at every call, so one compiled step serves runs of
+    any length and peak rate. With shardings given, the state keeps its layout across steps and metrics
+    come back replicated.
     """
     use_dropout = model_cfg.dropout > 0
     grad_fn = jax.value_and_grad(lambda p, t, k: nll_sum(model_cfg, p, t, k), has_aux=True)
 
-    def train_step(state: TrainState, tokens_ABT1: jax.Array):
+    def train_step(state: TrainState, tokens_ABT1: jax.Array, lr_args: dict[str, jax.Array]):
         params = state["params"]
         step_key = jax.random.fold_in(jax.random.key(seed), state["step"])
 
@@ -64,17 +81,20 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
         else:
             (loss_sum, count, grads_sum), _ = jax.lax.scan(micro, (0.0, 0.0, zeros), (jnp.arange(n_micro), tokens_ABT1))
         grads = jax.tree.map(lambda g: g / count, grads_sum)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        direction, opt_state = tx.update(grads, state["opt_state"], params)
+        # The rate of this update: the schedule at the optimizer's update count, which is state["step"].
+        lr = lr_schedule.rate_from(lr_args, state["step"])
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, direction)
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
-        # The rate this update used: optax evaluates the schedule at its own update count, which is state["step"].
-        metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr_schedule(state["step"])}
+        metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr}
         return new_state, metrics
 
     if state_sharding is None:
-        return jax.jit(train_step, donate_argnums=(0,))
+        return TrainStep(jax.jit(train_step, donate_argnums=(0,)), lr_schedule)
     replicated = jax.sharding.NamedSharding(tokens_sharding.mesh, jax.sharding.PartitionSpec())
-    return jax.jit(train_step, donate_argnums=(0,), in_shardings=(state_sharding, tokens_sharding),
-                   out_shardings=(state_sharding, replicated))
+    jitted = jax.jit(train_step, donate_argnums=(0,), in_shardings=(state_sharding, tokens_sharding, replicated),
+                     out_shardings=(state_sharding, replicated))
+    return TrainStep(jitted, lr_schedule)
 
 
 def make_eval_step(model_cfg: ModelConfig):

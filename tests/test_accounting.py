@@ -76,7 +76,7 @@ def _compiled_train_step(shape: str, batch: int):
     cfg = config.load(None, list(XLA_SHAPES[shape]))
     schedule = optim.schedule(cfg.optim, 100)
     abstract_params = jax.eval_shape(lambda: model.init(cfg.model, jax.random.key(0)))
-    tx = optim.make(cfg.optim, abstract_params, schedule)
+    tx = optim.make(cfg.optim, abstract_params)
     state = jax.eval_shape(lambda: step.init_state(cfg.model, tx, jax.random.key(0)))
     tokens = jax.ShapeDtypeStruct((1, batch, cfg.model.seq_len + 1), jnp.int32)
     compiled = step.make_train_step(cfg.model, tx, schedule, 0).lower(state, tokens).compile()

@@ -83,7 +83,7 @@ def test_overfits_a_fixed_batch():
                              "optim.schedule=constant", "optim.lr=3e-3", "optim.weight_decay=0"])
     schedule = optim.schedule(cfg.optim, 400)
     params = model.init(cfg.model, jax.random.key(0))
-    tx = optim.make(cfg.optim, params, schedule)
+    tx = optim.make(cfg.optim, params)
     state = step.init_state(cfg.model, tx, jax.random.key(0))
     train_step = step.make_train_step(cfg.model, tx, schedule, seed=0)
     batch = jax.random.randint(jax.random.key(1), (1, 4, 33), 0, 64)
