@@ -56,7 +56,25 @@ class _Adopted:
             time.sleep(0.2)
 
 
+def cpu_slots(parallel: int) -> list[frozenset[int]]:
+    """The cores each of ``parallel`` concurrent CPU runs gets to itself: an equal share of the cores this
+    process may use, or none (``[]``) when there are fewer cores than runs or only one run at a time.
+
+    Why: a process of a tiny model cannot keep two cores busy, and two unpinned runs trip over each
+    other's threads; on a 2-core VM two runs pinned one core each trained 1.7-1.9x as fast as one run,
+    unpinned 1.35x (benchmarks/RESULTS.md).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if parallel < 2 or parallel > len(cores):
+        return []
+    per = len(cores) // parallel
+    return [frozenset(cores[i * per:(i + 1) * per]) for i in range(parallel)]
+
+
 class LocalExecutor:
+    """Runs as child processes of this one, at most ``parallel`` at a time: one per GPU (round-robin
+    when there are more runs than GPUs), or on CPUs each pinned to its own cores (``cpu_slots``)."""
+
     name = "local"
 
     def __init__(self, parallel: int, env: dict[str, str], gpus: list[str]):
@@ -64,7 +82,19 @@ class LocalExecutor:
         self.env = env
         self.gpus = gpus
         self.share = math.ceil(parallel / len(gpus)) if gpus else 1
+        self.slots = [] if gpus else cpu_slots(parallel)
+        self.slot_of: dict[str, frozenset[int]] = {}
         self.running: dict[str, tuple[PlannedRun, subprocess.Popen | _Adopted, str | None]] = {}
+
+    def _pin(self, name: str, pid: int) -> None:
+        """Pin a just-started run to a free slot's cores. The child is still starting Python, before JAX
+        creates its threads, which inherit the affinity; a run that already ended is left alone."""
+        free = [slot for slot in self.slots if slot not in self.slot_of.values()]
+        if not free:
+            return
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, free[0])
+            self.slot_of[name] = free[0]
 
     def _device(self) -> str | None:
         if not self.gpus:
@@ -84,6 +114,7 @@ class LocalExecutor:
                 if self.share > 1:
                     env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / self.share:.2f}"
             proc = child.spawn(run.run_dir, attempt, env)
+            self._pin(run.name, proc.pid)
             state.update_launch(run.run_dir, executor=self.name, pid=proc.pid, host=state.hostname(), job_id=None,
                                 device=gpu, attempt=attempt, started=now(), finished=None, exit_code=None)
             self.running[run.name] = (run, proc, gpu)
@@ -104,6 +135,7 @@ class LocalExecutor:
             code = proc.poll()
             if code is not None:
                 del self.running[name]
+                self.slot_of.pop(name, None)
                 ended.append((run, code if isinstance(proc, subprocess.Popen) else None, None))
         return ended
 
