@@ -49,6 +49,7 @@ class Run:
     eval_loss: np.ndarray
     status: str = rf.DONE
     loss_unit: str = "loss"
+    final_loss_se: float | None = None  # standard error of the final validation loss over its batches
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flops, tokens, loss) of the validation curve, or the training curve if never evaluated."""
@@ -184,7 +185,12 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
                compute_target=target if math.isfinite(target) and target > 0 else None,
                final_loss=final, final_loss_source=source, steps=col[rf.STEP], curve_tokens=col[rf.TOKENS],
                curve_flops=col[rf.FLOPS], train_loss=col[rf.TRAIN_LOSS], eval_loss=col[rf.EVAL_LOSS],
-               loss_unit=_loss_unit(meta)), notes
+               loss_unit=_loss_unit(meta), final_loss_se=_final_se(meta) if source == "eval" else None), notes
+
+
+def _final_se(meta: dict) -> float | None:
+    se = _number(meta.get(rf.FINAL_EVAL_LOSS_SE))
+    return se if math.isfinite(se) and se >= 0 else None
 
 
 def load_runs(root) -> Sweep:

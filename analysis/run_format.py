@@ -41,6 +41,8 @@ N_PARAMS, N_PARAMS_EMBEDDING, N_PARAMS_NON_EMBEDDING = "n_params", "n_params_emb
 FLOPS_PER_TOKEN, FLOPS_PER_TOKEN_6N = "flops_per_token", "flops_per_token_6n"
 # Budget and end: C the run was planned to train (exact count), final validation loss.
 COMPUTE_TARGET, FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "compute_target", "final_eval_loss", "final_step", "total_steps"
+# The final validation loss's standard error over its batches (same units as the loss).
+FINAL_EVAL_LOSS_SE = "final_eval_loss_se"
 DATASET = "dataset"  # {"path", "source", "tokenizer": {"kind", ...}, "train_tokens"}
 
 RUN_KEYS = frozenset({
@@ -49,7 +51,7 @@ RUN_KEYS = frozenset({
     "forward_flops_per_token", "flops_counting",
     "tokens_per_step", TOTAL_STEPS, "tokens_target", COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
     "failed_step", "interrupted_step", "started", "finished", "device", "versions", "mesh", "resumed_from",
-    "initialized_from", FINAL_EVAL_LOSS, FINAL_STEP, "tokens_per_s",
+    "initialized_from", FINAL_EVAL_LOSS, FINAL_EVAL_LOSS_SE, FINAL_STEP, "tokens_per_s",
     "sweep_tags", "params_count", "kills",  # written by a sweep launcher
 })
 # What analysis needs in run.json to use a run at all.

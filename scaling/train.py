@@ -261,7 +261,7 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
     keep_steps = set(cfg.train.keep_steps)
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,
                              progress=cfg.train.progress, log_every=cfg.train.log_every)
-    last_eval = None
+    last_eval = last_eval_se = None
     try:
         pending = None  # (step, device metrics) dispatched but not yet read
         for s in range(start, plan.total_steps):
@@ -275,7 +275,7 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
             if at_eval or at_ckpt or stop.signum is not None:
                 eval_started = time.perf_counter()
                 if at_eval:
-                    last_eval = rt.evaluate(state["params"], val)
+                    last_eval, last_eval_se = rt.evaluate(state["params"], val)
                 # Synchronises, and raises on a non-finite loss: nothing below saves a bad state.
                 metrics_log.record(*pending, eval_loss=last_eval if at_eval else None,
                                    paused_s=time.perf_counter() - eval_started if at_eval else 0.0)
@@ -291,5 +291,6 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
         raise
     metrics_log.close()
     ckpt.close()
-    return rd.update_run(status="done", finished=now(), final_eval_loss=last_eval, final_step=plan.total_steps,
+    return rd.update_run(status="done", finished=now(), final_eval_loss=last_eval,
+                         final_eval_loss_se=last_eval_se, final_step=plan.total_steps,
                          tokens_per_s=metrics_log.mean_tokens_per_s())

@@ -1,0 +1,60 @@
+"""How noisy the final losses are: the evaluation's own error, and the spread between seeds.
+
+A law fitted to losses cannot be trusted to a finer grain than the losses themselves, so the report
+states both: the standard error of each final validation loss over its batches (a property of the
+evaluation set's size), and, where the same run was repeated with other seeds, the spread between
+those repeats (a property of training: initialisation and data order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.load import Sweep
+
+EVAL_SE_LIMIT = 0.002  # relative standard error above which the evaluation itself blurs 1% differences
+
+
+def measurement_noise(sweep: Sweep, seeds: Sweep | None = None) -> dict:
+    """``{"eval": {...} | None, "seeds": {...} | None}``, every figure relative to the loss.
+
+    ``eval``: over the runs that recorded a standard error, its median and maximum divided by the loss,
+    and whether the maximum is under ``EVAL_SE_LIMIT``. ``seeds``: the runs of ``seeds`` with the runs of
+    ``sweep`` at the same N and D (the repeats of one configuration with other seeds): their count, N, D,
+    mean loss and sample standard deviation (ddof=1) over the mean; None when there are not two.
+    """
+    rel = np.array([r.final_loss_se / r.final_loss for r in sweep.runs if r.final_loss_se is not None])
+    out: dict = {"eval": None, "seeds": None}
+    if rel.size:
+        out["eval"] = {"runs": int(rel.size), "median_relative_se": float(np.median(rel)),
+                       "max_relative_se": float(rel.max()), "limit": EVAL_SE_LIMIT,
+                       "within_limit": bool(rel.max() <= EVAL_SE_LIMIT)}
+    if seeds is not None and seeds.runs:
+        first = seeds.runs[0]
+        same = [r for r in (*sweep.runs, *seeds.runs)
+                if r.n_params == first.n_params and r.tokens == first.tokens]
+        losses = np.array([r.final_loss for r in same])
+        if losses.size >= 2:
+            out["seeds"] = {"runs": int(losses.size), "N": first.n_params, "D": first.tokens,
+                            "mean_loss": float(losses.mean()),
+                            "relative_std": float(losses.std(ddof=1) / losses.mean())}
+    return out
+
+
+def describe(noise: dict) -> list[str]:
+    """The noise in plain sentences, for the console and the report."""
+    lines = []
+    ev = noise.get("eval")
+    if ev:
+        verdict = "" if ev["within_limit"] else (
+            f"; above {100 * ev['limit']:.1f}% the evaluation itself blurs differences of about 1% in loss: "
+            "evaluate on more batches (data.eval_batches)")
+        lines.append(f"evaluation noise: the final validation loss's standard error over its batches is "
+                     f"{100 * ev['median_relative_se']:.2f}% of the loss (median of {ev['runs']} runs; largest "
+                     f"{100 * ev['max_relative_se']:.2f}%){verdict}")
+    sd = noise.get("seeds")
+    if sd:
+        lines.append(f"seed-to-seed spread: {sd['runs']} seeds of the run with N={sd['N']:.3g}, D={sd['D']:.3g} "
+                     f"give final losses with a standard deviation of {100 * sd['relative_std']:.2f}% of their "
+                     f"mean {sd['mean_loss']:.4f}")
+    return lines
