@@ -25,6 +25,7 @@ from analysis.headline import headline
 from analysis.isoflop import fit_isoflop, snap_budgets
 from analysis.kaplan import converged_minimum, fit_kaplan_d, fit_kaplan_n, fit_kaplan_nd, flag_confounded
 from analysis.load import Sweep, load_runs
+from analysis.noise import measurement_noise
 from analysis.results import to_jsonable
 
 SCHEMA = "scaling-analysis/1"
@@ -49,8 +50,9 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout: 
     """All fits for a sweep: ``{"fits": {name: FitResult}, "skipped": {name: reason}, "extrapolation": ...}``.
 
     ``holdout`` is one of ``{"compute_above": C}``, ``{"largest_sizes": K}``,
-    ``{"n_above": N}``; without it the largest budget is held out when the
-    sweep has budgets (else the points of the largest compute).
+    ``{"n_above": N}``, or ``{"runs_dir": path}`` (runs trained apart, each predicted by the law
+    fitted to all of ``sweep``); without it the largest budget is held out when the sweep has
+    budgets (else the points of the largest compute).
     """
     N, Nne, D, C = (sweep.column(k) for k in ("n_params", "n_params_non_embedding", "tokens", "compute"))
     loss = sweep.column("final_loss")
@@ -92,7 +94,15 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout: 
     progress(f"[{len(attempts) + 1}/{len(attempts) + 1}] hold-out check")
     extrapolation = None
     try:
-        held, rule = holdout_mask(N, C, **holdout)
+        if "runs_dir" in holdout:
+            # Runs trained apart (a larger budget) are predicted by the laws fitted to every run above.
+            extra = load_runs(holdout["runs_dir"])
+            N, D, loss, C = (np.concatenate([a, extra.column(k)]) for a, k in
+                             ((N, "n_params"), (D, "tokens"), (loss, "final_loss"), (C, "compute")))
+            held = np.arange(len(N)) >= len(sweep.runs)
+            rule = f"the {len(extra.runs)} run(s) in {holdout['runs_dir']}"
+        else:
+            held, rule = holdout_mask(N, C, **holdout)
         extrapolation = holdout_check(N, D, loss, C, held, rule=rule, flops_per_token=C / D, **common)
     except FitError as exc:
         skipped["extrapolation"] = str(exc)
@@ -100,9 +110,14 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout: 
 
 
 def analyze(runs_dir, out_dir=None, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, drop_top: int = 0,
-            holdout: dict | None = None, keep_unbracketed: bool = False) -> tuple[Path, dict]:
-    """Load, fit, draw and report; returns the output directory (default RUNS_DIR/analysis) and fits.json's content."""
+            holdout: dict | None = None, keep_unbracketed: bool = False, seed_runs=None) -> tuple[Path, dict]:
+    """Load, fit, draw and report; returns the output directory (default RUNS_DIR/analysis) and fits.json's content.
+
+    ``seed_runs``: a directory of runs repeating one run of ``runs_dir`` with other seeds, whose spread the
+    report gives as the seed-to-seed noise (``analysis.noise``). Raises FitError when nothing can be fitted.
+    """
     sweep = load_runs(runs_dir)
+    seeds = load_runs(seed_runs) if seed_runs is not None else None
     out = Path(out_dir) if out_dir is not None else Path(runs_dir) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     _progress(f"{len(sweep.runs)} finished runs from {runs_dir}")
@@ -120,6 +135,7 @@ def analyze(runs_dir, out_dir=None, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
         "fits": {k: v.to_json() for k, v in result["fits"].items()},
         "skipped": result["skipped"],
         "extrapolation": result["extrapolation"],
+        "noise": measurement_noise(sweep, seeds),
     }
     doc["headline"] = headline(result["fits"])
     (out / "fits.json").write_text(json.dumps(to_jsonable(doc), indent=1, allow_nan=False))

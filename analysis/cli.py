@@ -17,6 +17,7 @@ import json
 import math
 import sys
 
+from analysis import noise
 from analysis.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Bootstrap
 from analysis.errors import FitError, as_positive
 
@@ -40,8 +41,12 @@ def _bootstrap_args(p: argparse.ArgumentParser) -> None:
                    help="exit with code 1 unless every fit's verdict is ok (default off; e.g. in CI: --strict)")
 
 
-def _holdout_args(p: argparse.ArgumentParser, default: str) -> None:
+def _holdout_args(p: argparse.ArgumentParser, default: str, runs: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
+    if runs:
+        g.add_argument("--holdout-runs", default=None, metavar="DIR",
+                       help="hold-out check: fit every run in RUNS_DIR, predict the finished runs in DIR (default "
+                            "not used; e.g. --holdout-runs runs/quickstart-holdout)")
     g.add_argument("--holdout-compute", type=float, default=None, metavar="C",
                    help=f"hold-out check: fit the points with compute <= C, predict the rest ({default}; "
                         "e.g. --holdout-compute 1e19)")
@@ -54,6 +59,8 @@ def _holdout_args(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _holdout(args) -> dict | None:
+    if getattr(args, "holdout_runs", None) is not None:
+        return {"runs_dir": args.holdout_runs}
     for key, value in (("compute_above", args.holdout_compute), ("largest_sizes", args.holdout_largest),
                        ("n_above", args.holdout_n_above)):
         if value is not None:
@@ -87,8 +94,13 @@ def _verdict_lines(name: str, status: str, diagnostics: list[dict]) -> list[str]
 def _analyze(args) -> int:
     from analysis.analyze import analyze
     out, doc = analyze(args.runs_dir, args.out, bootstrap=_bootstrap(args), drop_top=args.drop_top,
-                       holdout=_holdout(args), keep_unbracketed=args.keep_unbracketed)
+                       holdout=_holdout(args), keep_unbracketed=args.keep_unbracketed, seed_runs=args.seed_runs)
     print(doc["headline"]["text"])
+    _print_approaches(doc)
+    if doc["extrapolation"]:
+        _print_holdout(doc["extrapolation"])
+    for line in noise.describe(doc["noise"]):
+        print(line)
     for name, fit in doc["fits"].items():
         print(f"{name:>15}: {fit['status']}"
               + (f" ({'; '.join(d['code'] for d in fit['diagnostics'])})" if fit["diagnostics"] else ""))
@@ -125,6 +137,23 @@ def _fit_law(args, c: dict):
     if args.law == "kaplan_n":
         kaplan.flag_confounded(result, c["N"][idx], c["D"][idx])
     return result
+
+
+def _print_approaches(doc: dict) -> None:
+    """Hoffmann et al.'s three approaches side by side: N_opt ∝ C^a with its interval and verdict."""
+    from analysis.headline import APPROACHES
+
+    level = round(100 * doc["bootstrap"]["level"])
+    print(f"compute-optimal N ∝ C^a, {level}% bootstrap intervals:")
+    for name, label in APPROACHES.items():
+        fit = doc["fits"].get(name)
+        if fit is None:
+            print(f"  {label:<38} not fitted: {doc['skipped'].get(name, 'no data')}")
+            continue
+        lo, hi = fit["intervals"].get("a", [None, None])
+        finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+        ci = f"[{lo:.3f}, {hi:.3f}]" if finite else "(no interval)"
+        print(f"  {label:<38} a = {fit['params']['a']:.3f} {ci:<16} {fit['status']}")
 
 
 def _print_holdout(check: dict) -> None:
@@ -235,7 +264,10 @@ def register(subparsers) -> None:
     p.add_argument("runs_dir", help="directory searched recursively for run directories holding run.json "
                                     "(e.g. runs/quickstart)")
     p.add_argument("--out", default=None, help="output directory (default RUNS_DIR/analysis; e.g. --out results)")
-    _holdout_args(p, "default: hold out the largest compute budget")
+    _holdout_args(p, "default: hold out the largest compute budget", runs=True)
+    p.add_argument("--seed-runs", default=None, metavar="DIR",
+                   help="runs repeating one run of RUNS_DIR with other seeds: the report gives their spread "
+                        "(default none; e.g. --seed-runs runs/quickstart-seeds)")
     p.add_argument("--keep-unbracketed", action="store_true",
                    help="IsoFLOP: keep budgets whose lowest loss is at their smallest or largest size, with a "
                         "warning (default: leave them out; e.g. --keep-unbracketed)")

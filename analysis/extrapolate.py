@@ -10,15 +10,18 @@ unidentified fit says nothing about the law.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
-from analysis.chinchilla import fit_chinchilla
+from analysis import chinchilla, kaplan
+from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, interval
 from analysis.errors import FitError
 from analysis.kaplan import fit_kaplan_nd
 from analysis.predict import at_size
+from analysis.results import FitResult
 
-FITTERS = {"chinchilla": fit_chinchilla, "kaplan_nd": fit_kaplan_nd}
+FITTERS = {"chinchilla": chinchilla.fit_chinchilla, "kaplan_nd": fit_kaplan_nd}
 
 
 def holdout_mask(N, C, *, compute_above: float | None = None, largest_sizes: int | None = None,
@@ -43,6 +46,25 @@ def holdout_mask(N, C, *, compute_above: float | None = None, largest_sizes: int
     return N > n_above, f"runs with N above {n_above:.3g}"
 
 
+def prediction_interval(fit: FitResult, N: float, D: float) -> list[float]:
+    """Where one new run's final loss at (N, D) should fall: [lo, hi] at the fit's level, NaN without samples.
+
+    The law's own interval (``predict.at_size``) covers the mean loss of many such runs; a single run
+    also scatters about the law as the fitted runs did. So each bootstrap prediction is multiplied by
+    exp of one of the fit's log-loss residuals drawn at random (a bootstrap prediction interval,
+    Davison & Hinkley 1997, section 6.3.3), with a fixed seed so the interval is reproducible.
+    """
+    withheld = any(not np.all(np.isfinite(ci)) for ci in fit.intervals.values())
+    if not fit.samples or not fit.residuals or withheld:
+        return [math.nan, math.nan]
+    law = {"chinchilla": chinchilla.loss, "kaplan_nd": kaplan.nd_loss}[fit.law]
+    with np.errstate(over="ignore", invalid="ignore"):
+        predicted = law({k: np.asarray(v, dtype=np.float64) for k, v in fit.samples.items()}, N, D)
+    rng = np.random.default_rng(fit.seed)
+    scatter = rng.choice(np.asarray(fit.residuals, dtype=np.float64), size=np.shape(predicted))
+    return interval(predicted * np.exp(-scatter), fit.level)
+
+
 def holdout_check(N, D, loss, C, held, *, rule: str, law: str = "chinchilla",
                   bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, flops_per_token=None, **fit_options) -> dict:
     """Fit ``law`` (chinchilla or kaplan_nd) on the points not ``held`` and predict the held ones.
@@ -64,9 +86,9 @@ def holdout_check(N, D, loss, C, held, *, rule: str, law: str = "chinchilla",
     rows = []
     for n, d, l, c in zip(N[held], D[held], loss[held], C[held]):
         pred = at_size(fit, n, d)["loss"]
-        lo, hi = pred["ci"]
+        lo, hi = ci = prediction_interval(fit, n, d)
         rows.append({"N": float(n), "D": float(d), "C": float(c), "loss": float(l), "predicted": pred["value"],
-                     "ci": pred["ci"], "relative_error": (pred["value"] - l) / l,
+                     "ci": ci, "ci_law": pred["ci"], "relative_error": (pred["value"] - l) / l,
                      "inside_interval": bool(lo <= l <= hi)})
     errors = np.array([r["relative_error"] for r in rows])
     return {"law": law, "rule": rule, "fitted_points": int((~held).sum()), "held_out": rows,

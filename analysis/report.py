@@ -12,6 +12,9 @@ import math
 from html import escape
 from pathlib import Path
 
+from analysis.headline import APPROACHES
+from analysis.noise import describe
+
 
 def _fmt(x) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -84,6 +87,29 @@ def _extrapolation(ex: dict | None) -> str:
             f"<th>predicted</th><th>error</th></tr>{rows}</table>")
 
 
+def _approaches(doc: dict) -> str:
+    """Hoffmann et al.'s three approaches side by side: the exponent a of N_opt ∝ C^a, interval, verdict."""
+    rows = []
+    for name, label in APPROACHES.items():
+        fit = doc["fits"].get(name)
+        if fit is None:
+            rows.append(f"<tr><td>{escape(label)}</td><td colspan=3>not fitted: "
+                        f"{escape(str(doc.get('skipped', {}).get(name, 'no data')))}</td></tr>")
+            continue
+        lo, hi = fit["intervals"].get("a", [None, None])
+        status = fit["status"]
+        rows.append(f'<tr class="{escape(status)}"><td>{escape(label)}</td><td>{_fmt(fit["params"]["a"])}</td>'
+                    f'<td>[{_fmt(lo)}, {_fmt(hi)}]</td><td class="v-{escape(status)}">{escape(status)}</td></tr>')
+    return ("<h2>Compute-optimal model size, three ways</h2><table><tr><th>approach</th><th>a in N_opt ∝ C^a</th>"
+            f"<th>interval</th><th>verdict</th></tr>{''.join(rows)}</table>")
+
+
+def _noise(doc: dict) -> str:
+    lines = describe(doc.get("noise") or {})
+    return ("<h2>Noise in the losses</h2><ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>"
+            if lines else "")
+
+
 _STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;
 vertical-align:top}figure{margin:2em 0}img{max-width:100%}figcaption{font-size:13px;color:#444}
@@ -106,6 +132,10 @@ def write_report(path: Path, doc: dict, figures, left_out: dict | None = None) -
 <html lang="en"><head><meta charset="utf-8"><title>Scaling-law analysis</title><style>{_STYLE}</style></head>
 <body><h1>Scaling-law analysis</h1>
 {_headline(doc)}
+{_approaches(doc)}
+{_extrapolation(doc.get('extrapolation'))}
+{''.join(_figure(f) for f in figures if f.name == "holdout")}
+{_noise(doc)}
 <p>{len(runs)} finished runs from <code>{escape(str(doc.get('source', {}).get('runs_dir', '')))}</code>; losses in
 {escape(str(doc.get('source', {}).get('loss_unit', 'loss')))}.
 Intervals are bootstrap percentile intervals over {doc['bootstrap']['resamples']} resamples (seed
@@ -114,9 +144,8 @@ Intervals are bootstrap percentile intervals over {doc['bootstrap']['resamples']
 {'<h2>Fits not made</h2><ul>' + skipped + '</ul>' if skipped else ''}
 <h2>Fitted values</h2>
 <table><tr><th>fit</th><th>parameter</th><th>value</th><th>interval</th></tr>{''.join(_fit_rows(doc))}</table>
-{_extrapolation(doc.get('extrapolation'))}
 <h2>Figures</h2>
-{''.join(_figure(f) for f in figures)}
+{''.join(_figure(f) for f in figures if f.name != "holdout")}
 {'<p>Figures left out (nothing to show):</p><ul>' + missing + '</ul>' if missing else ''}
 </body></html>
 """

@@ -1,9 +1,17 @@
-"""`scaling quickstart`: the offline first experiment. Runs ``sweeps/quickstart.yaml`` (a tiny IsoFLOP
-grid on the byte-level standard library, about four minutes on a 2-core CPU) and fits it.
+"""`scaling quickstart`: the offline first experiment, which fits a law and then tests it on a run it has
+not seen.
+
+1. The IsoFLOP grid of ``sweeps/quickstart.yaml`` (byte-level standard library, tiny GPTs).
+2. Approach 3 (Hoffmann et al. 2022, section 3.3) fitted to the grid says which model size is
+   compute-optimal at ``HOLDOUT_FACTOR`` times the grid's largest budget, along the runs' exact FLOP
+   model; that run is trained into ``RUNS_DIR/quickstart-holdout`` (a sweep of its own, so no fit of
+   the grid ever sees it).
+3. ``scaling analyze`` on the grid, predicting the held-out run from the law the grid gives: the
+   three approaches side by side, then predicted against actual final loss.
 
 The sweep file is found next to the package (the repository checkout that ``pip install -e .``
 installs), so the file a reader opens in ``sweeps/`` is the one that runs: there is no packaged
-copy to drift from it. Relaunching resumes; a finished quickstart only fits again.
+copy to drift from it. Relaunching resumes both sweeps; a finished quickstart only fits again.
 """
 
 from __future__ import annotations
@@ -12,19 +20,24 @@ import os
 import time
 from pathlib import Path
 
+import yaml
+
 import scaling
 from scaling.config import ConfigError
+from scaling.errors import UserError
 from scaling.sweeps import child, launcher, planner, spec
 from scaling.sweeps.fmt import sci, si
 from scaling.sweeps.local import LocalExecutor, visible_gpus
 from scaling.sweeps.status import collect
 
-# Runs of tiny models leave cores idle between steps: on 2 cores two at once finished the sweep
-# about 1.25x sooner than one at a time (benchmarks/RESULTS.md).
+HOLDOUT_FACTOR = 4.0  # the held-out budget over the grid's largest: a real extrapolation, not interpolation
+HOLDOUT_NAME = "quickstart-holdout"
+# At most as many runs at once as cores: each is pinned to its own (scaling.sweeps.local.cpu_slots).
 _MAX_PARALLEL = 4
 
 
 def sweep_path() -> Path:
+    """``sweeps/quickstart.yaml`` of the checkout this package was installed from; ConfigError if missing."""
     path = Path(scaling.__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
     if not path.is_file():
         raise ConfigError(f"{path} is missing: `scaling quickstart` runs from a checkout of the repository "
@@ -41,22 +54,81 @@ def _profiles(plan: planner.SweepPlan) -> str:
     lines = []
     for budget, points in sorted(by_budget.items()):
         best = min(points, key=lambda p: p[1])
-        cells = [f"N={si(n)}: {loss:.3f}{'*' if (n, loss) == best else ''}" for n, loss in sorted(points)]
-        lines.append(f"  C={sci(budget)} FLOPs   " + "   ".join(cells))
+        cells = [f"{si(n)}: {loss:.3f}{'*' if (n, loss) == best else ''}" for n, loss in sorted(points)]
+        lines.append(f"  C={sci(budget)}  " + "  ".join(cells))
     return "\n".join(lines)
 
 
-def main(args) -> int:
-    from analysis import cli as analysis_cli
+def holdout_target(grid_dir: Path, budget: float) -> dict:
+    """The compute-optimal total N and D at ``budget`` FLOPs from Approach 3 fitted to the runs in ``grid_dir``.
 
-    start = time.perf_counter()
-    plan = planner.plan(spec.load(sweep_path()), args.runs_dir)
+    Returns ``{"N_opt", "D_opt", "status", "reasons"}``; the fit's verdict travels with the answer so that
+    an unidentified law is never tested as though it were one. Raises UserError when nothing can be fitted.
+    """
+    from analysis import predict
+    from analysis.bootstrap import Bootstrap
+    from analysis.chinchilla import fit_chinchilla
+    from analysis.errors import FitError
+    from analysis.load import load_runs
+
+    try:
+        sweep = load_runs(grid_dir)
+        N, D, loss, C = (sweep.column(k) for k in ("n_params", "tokens", "final_loss", "compute"))
+        # The point estimate decides the size; the intervals come later, from the full analysis.
+        fit = fit_chinchilla(N, D, loss, flops_per_token=C / D, bootstrap=Bootstrap(resamples=0))
+        optimum = predict.at_compute(fit, budget)
+    except FitError as exc:
+        raise UserError(f"the quickstart's grid in {grid_dir} gives no law to test: {exc}") from None
+    return {"N_opt": optimum["N_opt"]["value"], "D_opt": optimum["D_opt"]["value"], "status": fit.status,
+            "reasons": [d["message"] for d in fit.diagnostics if d["severity"] != "info"]}
+
+
+def holdout_spec(grid: spec.SweepSpec, source: Path, n_opt: float, budget: float, out: Path) -> spec.SweepSpec:
+    """The held-out sweep: the grid's file with one run at ``budget`` FLOPs of the shape nearest ``n_opt`` total
+    parameters, written to ``out`` (so that ``scaling sweep status`` and a relaunch read the same file)."""
+    data = yaml.safe_load(source.read_text())
+    data.update(name=HOLDOUT_NAME, count="total",
+                description=f"the quickstart's held-out run: {HOLDOUT_FACTOR:g}x the grid's largest budget at "
+                            "the compute-optimal size the grid's law predicts",
+                axes=[{"isoflop": {"budgets": [budget], "sizes": [float(f"{n_opt:.4g}")]}}])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return spec.load(out)
+
+
+def _launch(plan: planner.SweepPlan) -> int:
     gpus = visible_gpus()
     parallel = len(gpus) or min(os.cpu_count() or 1, _MAX_PARALLEL)
     env = child.environment(child.default_compile_cache())
-    code = launcher.launch(plan, LocalExecutor(parallel, env, gpus))
-    print(f"\nquickstart sweep finished in {time.perf_counter() - start:.0f} s; final validation loss "
-          f"(nats/byte; {plan.spec.count} N):\n{_profiles(plan)}")
+    return launcher.launch(plan, LocalExecutor(parallel, env, gpus))
+
+
+def main(args) -> int:
+    """Run the grid, the held-out run and the analysis; the exit code of the first step that fails."""
+    from analysis import cli as analysis_cli
+
+    start = time.perf_counter()
+    source = sweep_path()
+    grid_spec = spec.load(source)
+    plan = planner.plan(grid_spec, args.runs_dir)
+    code = _launch(plan)
+    print(f"\nquickstart grid finished in {time.perf_counter() - start:.0f} s; final validation loss "
+          f"({plan.spec.count} N):\n{_profiles(plan)}")
     if code != 0:
         return code
-    return analysis_cli.main(["analyze", str(plan.sweep_dir), "--out", str(plan.sweep_dir / "analysis")])
+
+    budget = HOLDOUT_FACTOR * max(r.tags["budget_flops"] for r in plan.runs)
+    target = holdout_target(plan.sweep_dir, budget)
+    verdict = "" if target["status"] == "ok" else \
+        f" (the fit is {target['status']}: {'; '.join(target['reasons'])})"
+    print(f"\nApproach 3 on the grid: at C={sci(budget)} FLOPs ({HOLDOUT_FACTOR:g}x the largest budget) the "
+          f"compute-optimal model has N={si(target['N_opt'])} parameters and D={si(target['D_opt'])} tokens"
+          f"{verdict}; training it now to test the law.")
+    held_plan = planner.plan(holdout_spec(grid_spec, source, target["N_opt"], budget,
+                                          plan.sweep_dir.parent / f"{HOLDOUT_NAME}.yaml"), args.runs_dir)
+    code = _launch(held_plan)
+    print(f"\nquickstart runs finished in {time.perf_counter() - start:.0f} s")
+    if code != 0:
+        return code
+    return analysis_cli.main(["analyze", str(plan.sweep_dir), "--out", str(plan.sweep_dir / "analysis"),
+                              "--holdout-runs", str(held_plan.sweep_dir)])
