@@ -35,7 +35,8 @@ import functools
 import math
 import types
 import typing
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from scaling.errors import ConfigError
 
@@ -62,7 +63,7 @@ def dotted(path: KeyPath) -> str:
     return out
 
 
-def suggest(key: str, valid: typing.Iterable[str]) -> str:
+def suggest(key: str, valid: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the valid key closest to a mistyped one, or ``""`` if none is close."""
     close = difflib.get_close_matches(key, list(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -113,7 +114,7 @@ Check = Callable[[Any], "str | None"]
 
 
 def checked(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | Any = dataclasses.MISSING,
-            range: Range | None = None, check: Check | None = None) -> Any:  # noqa: A002 (the natural name)
+            range: Range | None = None, check: Check | None = None) -> Any:
     """A dataclass field with its checks beside it: ``lr: float = checked(3e-3, range=Range(0.0, low_open=True))``.
 
     ``default``/``factory`` as in ``dataclasses.field`` (neither: the key is required). ``range``
@@ -160,7 +161,7 @@ def _fail(path: KeyPath, expected: str, value: Any) -> LoadError:
 
 def _number(value: Any, kind: type, path: KeyPath) -> float | int:
     what = "an integer" if kind is int else "a number"
-    if isinstance(value, bool) or isinstance(value, (dict, list, tuple)) or value is None:
+    if isinstance(value, (bool, dict, list, tuple)) or value is None:
         raise _fail(path, what, value)
     try:
         number = float(value)
@@ -246,9 +247,9 @@ def _value(value: Any, hint: Any, path: KeyPath, rng: Range | None = None) -> An
             raise _fail(path, "a mapping", value)
         return {_value(k, key_hint, path): _value(v, item_hint, (*path, str(k)), rng) for k, v in value.items()}
     result = _scalar(value, hint, path)
-    if rng is not None and not isinstance(result, (bool, str)):
-        if (problem := rng.problem(dotted(path), result)) is not None:
-            raise LoadError(path, problem)
+    problem = None if rng is None or isinstance(result, (bool, str)) else rng.problem(dotted(path), result)
+    if problem is not None:
+        raise LoadError(path, problem)
     return result
 
 
@@ -326,11 +327,12 @@ def source_of(path: KeyPath, overrides: dict[str, Any]) -> bool:
 def in_file(error: ConfigError, file: Any, overrides: dict[str, Any] | None = None, under: KeyPath = ()) -> str:
     """``error``'s message, prefixed with the file it concerns: ``c.yaml: optim.lr=nan is not a finite number``.
 
-    No prefix when there is no file, or when the bad key was set by a command-line override
-    (``overrides``, applied at ``under`` in the file): the user typed that key themselves.
+    Only an error at one key (a ``LoadError``) is prefixed, and only when that key came from the
+    file: not when it was set by a command-line override (``overrides``, applied at ``under`` in the
+    file), which the user typed themselves. A disagreement between keys names the keys instead.
     """
     path = getattr(error, "path", None)
-    if file is None or (path is not None and overrides and path[:len(under)] == under
-                        and source_of(path[len(under):], overrides)):
+    if file is None or path is None or (overrides and path[:len(under)] == under
+                                        and source_of(path[len(under):], overrides)):
         return str(error)
     return f"{file}: {error}"
