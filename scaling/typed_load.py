@@ -55,7 +55,7 @@ class Invalid(ConfigError):
     """Raised by a dataclass's ``__post_init__`` when its fields disagree; the loader names the key."""
 
 
-def dotted(path: KeyPath) -> str:
+def _dotted(path: KeyPath) -> str:
     """``("axes", 0, "isoflop", "budgets")`` -> ``"axes[0].isoflop.budgets"``."""
     out = ""
     for part in path:
@@ -113,7 +113,7 @@ class Range:
 Check = Callable[[Any], "str | None"]
 
 
-def checked(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | Any = dataclasses.MISSING,
+def checked(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
             range: Range | None = None, check: Check | None = None) -> Any:
     """A dataclass field with its checks beside it: ``lr: float = checked(3e-3, range=Range(0.0, low_open=True))``.
 
@@ -156,7 +156,7 @@ def _tags(hint: Any) -> dict[str, type] | None:
 
 
 def _fail(path: KeyPath, expected: str, value: Any) -> LoadError:
-    return LoadError(path, f"{dotted(path) or 'the top level'}: expected {expected}, got {value!r}")
+    return LoadError(path, f"{_dotted(path) or 'the top level'}: expected {expected}, got {value!r}")
 
 
 def _number(value: Any, kind: type, path: KeyPath) -> float | int:
@@ -187,7 +187,7 @@ def _scalar(value: Any, hint: Any, path: KeyPath) -> Any:
         if isinstance(value, (dict, list, tuple)) or value is None:
             raise _fail(path, "a string", value)
         return str(value)
-    raise TypeError(f"{dotted(path)}: the loader does not handle the type {hint!r}")  # a bug in a dataclass
+    raise TypeError(f"{_dotted(path)}: the loader does not handle the type {hint!r}")  # a bug in a dataclass
 
 
 def _sequence(value: Any, hint: Any, path: KeyPath, rng: Range | None) -> list | tuple:
@@ -208,7 +208,7 @@ def _tagged(value: Any, tags: dict[str, type], path: KeyPath) -> Any:
         raise _fail(path, f"a mapping with one key, one of {kinds}", value)
     ((tag, body),) = value.items()
     if tag not in tags:
-        raise LoadError(path, f"{dotted(path)}: unknown kind {tag!r}{suggest(str(tag), tags)}; one of {kinds}")
+        raise LoadError(path, f"{_dotted(path)}: unknown kind {tag!r}{suggest(str(tag), tags)}; one of {kinds}")
     return load(tags[tag], body, (*path, tag))
 
 
@@ -235,7 +235,7 @@ def _value(value: Any, hint: Any, path: KeyPath, rng: Range | None = None) -> An
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
-            raise LoadError(path, f"{dotted(path)}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            raise LoadError(path, f"{_dotted(path)}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
     if origin in (list, tuple):
         return _sequence(value, hint, path, rng)
@@ -247,7 +247,7 @@ def _value(value: Any, hint: Any, path: KeyPath, rng: Range | None = None) -> An
             raise _fail(path, "a mapping", value)
         return {_value(k, key_hint, path): _value(v, item_hint, (*path, str(k)), rng) for k, v in value.items()}
     result = _scalar(value, hint, path)
-    problem = None if rng is None or isinstance(result, (bool, str)) else rng.problem(dotted(path), result)
+    problem = None if rng is None or isinstance(result, (bool, str)) else rng.problem(_dotted(path), result)
     if problem is not None:
         raise LoadError(path, problem)
     return result
@@ -257,7 +257,7 @@ def _field(f: dataclasses.Field, hint: Any, value: Any, path: KeyPath) -> Any:
     result = _value(value, hint, path, f.metadata.get("range"))
     check = f.metadata.get("check")
     if check is not None and result is not None and (problem := check(result)) is not None:
-        raise LoadError(path, f"{dotted(path)}: {problem}")
+        raise LoadError(path, f"{_dotted(path)}: {problem}")
     return result
 
 
@@ -282,19 +282,19 @@ def load(cls: type, data: Any, path: KeyPath = ()) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            where = f" in {dotted(path)}" if path else ""
-            raise LoadError((*path, str(key)), f"unknown key {dotted((*path, str(key)))!r}{suggest(str(key), fields)}; "
+            where = f" in {_dotted(path)}" if path else ""
+            raise LoadError((*path, str(key)), f"unknown key {_dotted((*path, str(key)))!r}{suggest(str(key), fields)}; "
                                                f"valid keys{where}: {', '.join(fields)}")
         kwargs[key] = _field(fields[key], hints[key], value, field_paths.get(key, (*path, key)))
     missing = [name for name, f in fields.items() if name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise LoadError(path, f"missing required key{'s' * (len(missing) > 1)} "
-                              f"{', '.join(repr(dotted((*path, m))) for m in missing)}")
+                              f"{', '.join(repr(_dotted((*path, m))) for m in missing)}")
     try:
         return cls(**kwargs)
     except Invalid as e:
-        raise LoadError(path, f"{dotted(path)}: {e}" if path else str(e)) from None
+        raise LoadError(path, f"{_dotted(path)}: {e}" if path else str(e)) from None
 
 
 def keys(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Field]]:
@@ -314,7 +314,7 @@ def ranges(cls: type) -> dict[str, Range]:
     return {key: f.metadata["range"] for key, f in keys(cls) if f.metadata.get("range") is not None}
 
 
-def source_of(path: KeyPath, overrides: dict[str, Any]) -> bool:
+def _from_overrides(path: KeyPath, overrides: dict[str, Any]) -> bool:
     """True if the value at ``path`` was set by ``overrides`` (a nested dict of command-line values)."""
     node: Any = overrides
     for part in path:
@@ -333,6 +333,6 @@ def in_file(error: ConfigError, file: Any, overrides: dict[str, Any] | None = No
     """
     path = getattr(error, "path", None)
     if file is None or path is None or (overrides and path[:len(under)] == under
-                                        and source_of(path[len(under):], overrides)):
+                                        and _from_overrides(path[len(under):], overrides)):
         return str(error)
     return f"{file}: {error}"

@@ -233,7 +233,7 @@ def _check(spec: SweepSpec) -> None:
     try:  # typos and bad values in the base are reported now, with the key named
         config.from_dict(spec.base, at=("base",))
     except LoadError:
-        raise
+        raise  # it names its key already (base.optim.lr)
     except ConfigError as e:  # fields that disagree, an unknown preset: the message names the keys
         raise ConfigError(f"base: {e}") from None
 
