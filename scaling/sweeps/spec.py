@@ -77,7 +77,8 @@ def _training_keys(rules: dict[str, Rule]) -> str | None:
         if (problem := _unknown_config_key(key)) is not None:
             return problem
         if key.startswith("model.") or key in _PLANNER_KEYS or key in BUDGET_KEYS:
-            return f"{key}: only training settings may depend on N (a model setting would change N itself)"
+            return (f"{key}: only training settings may depend on N (a model key would change N itself; "
+                    "budgets and where runs live belong to the axes and the planner)")
     return None
 
 
