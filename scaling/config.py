@@ -1,60 +1,93 @@
 """Typed run configuration: dataclasses loaded from YAML plus ``key=value`` overrides.
 
 Config files may come from a colleague or a download, so they are parsed as data
-(``yaml.safe_load``) and every key is checked against the dataclass fields: a typo is an
-error that names the key and the valid ones, never a silently ignored setting.
+(``yaml.safe_load``) and built by ``scaling.typed_load``: every key is checked against the
+dataclass fields (a typo is an error that names the key and the valid ones, never a silently
+ignored setting), every value against its type and the range declared beside its field.
+Each field's documentation is the string under it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import math
-import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from scaling import presets
+from scaling import presets, typed_load
 from scaling.errors import ConfigError  # re-exported: callers catch config.ConfigError
+from scaling.typed_load import Range, checked
+
+# Budgets past these are typing mistakes, not experiments: the largest published runs train on
+# about 4e13 tokens with about 5e26 FLOPs, and a billion optimizer steps is years of compute.
+MAX_STEPS = 10**9
+MAX_TOKENS = 1e16
+MAX_FLOPS = 1e30
+_POSITIVE, _NON_NEGATIVE, _FRACTION = Range(1), Range(0), Range(0.0, 1.0)
+_OPEN_POSITIVE, _BELOW_ONE = Range(0.0, low_open=True), Range(0.0, 1.0, high_open=True)
+_TYPO = " (a larger budget is a typing mistake)"
 
 
 @dataclasses.dataclass
 class ModelConfig:
     """Shape and architecture switches of the decoder-only transformer."""
 
-    preset: str | None = None  # named shape from scaling.presets; explicit keys override it
-    n_layer: int = 2
-    d_model: int = 64
-    n_head: int = 4
-    d_head: int | None = None  # None: d_model // n_head
-    d_ff: int | None = None  # None: 4 * d_model (gelu) or 8/3 * d_model rounded to 64 (swiglu)
-    vocab_size: int | None = None  # None: taken from the prepared dataset
-    seq_len: int = 64
+    preset: str | None = None
+    """A named shape from ``scaling.presets``; keys set explicitly next to it override it."""
+    n_layer: int = checked(2, range=_POSITIVE)
+    """Number of transformer blocks."""
+    d_model: int = checked(64, range=_POSITIVE)
+    """Width of the residual stream."""
+    n_head: int = checked(4, range=_POSITIVE)
+    """Attention heads per block."""
+    d_head: int | None = checked(None, range=_POSITIVE)
+    """Width of one head; None: d_model // n_head (which must then divide evenly)."""
+    d_ff: int | None = checked(None, range=_POSITIVE)
+    """Hidden width of the MLP; None: 4 * d_model (gelu), or 8/3 * d_model rounded up to 64 (swiglu)."""
+    vocab_size: int | None = checked(None, range=Range(2, 2**31 - 1, why=" (token ids are int32)"))
+    """Vocabulary size; None: taken from the prepared dataset."""
+    seq_len: int = checked(64, range=_POSITIVE)
+    """Tokens per training sequence (the context length)."""
     position: Literal["learned", "rope", "none"] = "learned"
-    rope_theta: float = 10000.0
+    """Position information: a learned embedding table, rotary embeddings, or none."""
+    rope_theta: float = checked(10000.0, range=_OPEN_POSITIVE)
+    """Base of the rotary embeddings' frequencies (position: rope)."""
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    norm_eps: float = 1e-5
+    """The normalisation before each sublayer and at the end."""
+    norm_eps: float = checked(1e-5, range=_OPEN_POSITIVE)
+    """Epsilon added to the variance inside the normalisation."""
     mlp: Literal["gelu", "swiglu"] = "gelu"
+    """The MLP: two matrices with a GELU, or three with a SwiGLU gate."""
     tie_embeddings: bool = True
+    """Share the input embedding with the output layer."""
     bias: bool = True
-    dropout: float = 0.0
+    """Biases in the linear layers and in LayerNorm."""
+    dropout: float = checked(0.0, range=_BELOW_ONE)
+    """Dropout probability on the embeddings and on each block's residual branches."""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    """The dtype of activations and matmuls; parameters and optimizer state stay float32."""
     attention: Literal["auto", "xla", "cudnn"] = "auto"
+    """The attention kernel; auto: cuDNN where it can run (GPU, bfloat16, head width a multiple of 8
+    up to 256), else XLA."""
     parameterization: Literal["standard"] = "standard"
-    init_std: float = 0.02
+    """How initialisation and the attention scale depend on width (``scaling.parameterization``)."""
+    init_std: float = checked(0.02, range=_OPEN_POSITIVE)
+    """Standard deviation of the initial weights (residual projections also get 1/sqrt(2 n_layer))."""
     remat: bool = False
+    """Recompute each block's activations in the backward pass, trading compute for memory."""
 
     @property
     def head_dim(self) -> int:
+        """The width of one attention head: ``d_head``, or ``d_model // n_head`` when unset."""
         return self.d_head if self.d_head is not None else self.d_model // self.n_head
 
     @property
     def ff_dim(self) -> int:
+        """The MLP's hidden width: ``d_ff``, or the default for the MLP kind when unset."""
         if self.d_ff is not None:
             return self.d_ff
         if self.mlp == "swiglu":
@@ -67,50 +100,82 @@ class ModelConfig:
 class DataConfig:
     """Where tokens come from: a prepared directory, or a source prepared (and cached) on demand."""
 
-    path: str | None = None  # a directory written by `scaling data prepare`
-    source: str = "stdlib"  # used when path is None
+    path: str | None = None
+    """A directory written by ``scaling data prepare``; None: prepare ``source`` on demand."""
+    source: str = "stdlib"
+    """The corpus prepared when ``path`` is unset (see ``scaling data prepare --help``)."""
     tokenizer: str = "byte"
-    eval_batches: int = 8
+    """``byte``, or ``bpe:<vocabulary size>`` trained on the corpus."""
+    eval_batches: int = checked(8, range=_POSITIVE)
+    """Validation batches averaged for each evaluation."""
 
 
 @dataclasses.dataclass
 class OptimConfig:
     """AdamW, clipping and the learning-rate schedule."""
 
-    lr: float = 3e-3
+    lr: float = checked(3e-3, range=_OPEN_POSITIVE)
+    """Peak learning rate, reached at the end of the warmup."""
     schedule: Literal["constant", "cosine", "wsd"] = "cosine"
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.0  # used when warmup_steps is 0; fraction of total steps
-    min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and wsd
-    cooldown_fraction: float = 0.2  # wsd: share of steps spent decaying
+    """The learning-rate schedule after warmup: constant, cosine decay, or warmup-stable-decay."""
+    warmup_steps: int = checked(0, range=_NON_NEGATIVE)
+    """Steps of linear warmup from zero."""
+    warmup_fraction: float = checked(0.0, range=_BELOW_ONE)
+    """Warmup as a fraction of the total steps; used when warmup_steps is 0."""
+    min_lr_ratio: float = checked(0.1, range=_FRACTION)
+    """Final learning rate / peak learning rate, for cosine and wsd."""
+    cooldown_fraction: float = checked(0.2, range=_FRACTION)
+    """wsd: the share of the steps spent decaying at the end."""
     cooldown_shape: Literal["linear", "cosine", "1-sqrt"] = "linear"
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1
+    """wsd: the shape of the decay."""
+    beta1: float = checked(0.9, range=_BELOW_ONE)
+    """AdamW's decay rate of the first moment."""
+    beta2: float = checked(0.95, range=_BELOW_ONE)
+    """AdamW's decay rate of the second moment."""
+    eps: float = checked(1e-8, range=_OPEN_POSITIVE)
+    """AdamW's epsilon, added to the root of the second moment."""
+    weight_decay: float = checked(0.1, range=Range(0.0))
+    """Decoupled weight decay, scaled by the learning rate."""
     decay_embeddings: bool = False
+    """Apply weight decay to the embeddings too."""
     decay_norms_and_biases: bool = False
-    grad_clip: float = 1.0  # global-norm clip; 0 disables
+    """Apply weight decay to normalisation gains and biases too."""
+    grad_clip: float = checked(1.0, range=Range(0.0, why=" (0 disables clipping)"))
+    """Clip the gradient's global norm to this; 0 disables clipping."""
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """How long, how big a batch, and how often to evaluate, log and checkpoint."""
 
-    batch_size: int = 16  # sequences per optimizer step
-    grad_accum: int = 1  # microbatches per step; batch_size must divide evenly
-    tokens: float | None = None  # token budget D
-    flops: float | None = None  # training-FLOP budget C (exact count)
-    steps: int | None = None  # explicit step count
-    eval_every: int = 100
-    eval_log_points: int = 8  # extra evaluations at log-spaced steps
-    log_every: int = 10
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3  # the newest k periodic checkpoints are kept
-    keep_steps: list[int] = dataclasses.field(default_factory=list)  # also saved here, and never deleted
-    init_from: str | None = None  # a run directory whose checkpoint this run starts from (e.g. a WSD branch)
-    init_step: int | None = None  # that run's checkpoint step; None: its newest
+    batch_size: int = checked(16, range=_POSITIVE)
+    """Sequences per optimizer step."""
+    grad_accum: int = checked(1, range=_POSITIVE)
+    """Microbatches per step; batch_size must divide evenly."""
+    tokens: float | None = checked(None, range=Range(0.0, MAX_TOKENS, low_open=True, why=_TYPO))
+    """Budget as training tokens D; set exactly one of tokens, flops, steps."""
+    flops: float | None = checked(None, range=Range(0.0, MAX_FLOPS, low_open=True, why=_TYPO))
+    """Budget as training FLOPs C, counted exactly (not 6ND)."""
+    steps: int | None = checked(None, range=Range(1, MAX_STEPS, why=_TYPO))
+    """Budget as optimizer steps."""
+    eval_every: int = checked(100, range=_POSITIVE)
+    """Evaluate every this many steps (and at the end)."""
+    eval_log_points: int = checked(8, range=Range(0, 1000))
+    """Extra evaluations at log-spaced steps, for the early part of the loss curve."""
+    log_every: int = checked(10, range=_POSITIVE)
+    """Write a metrics row every this many steps."""
+    checkpoint_every: int = checked(200, range=_POSITIVE)
+    """Save a checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = checked(3, range=_POSITIVE)
+    """The newest this many periodic checkpoints are kept."""
+    keep_steps: list[int] = checked(factory=list, range=Range(1, MAX_STEPS))
+    """Steps also saved, and never deleted (a WSD stable run's branch points)."""
+    init_from: str | None = None
+    """A run directory whose checkpoint this run starts from (a WSD cooldown's stable run)."""
+    init_step: int | None = checked(None, range=_POSITIVE)
+    """That run's checkpoint step; None: its newest."""
     progress: bool = True
+    """Show a progress line on the terminal."""
 
 
 @dataclasses.dataclass
@@ -121,8 +186,10 @@ class MeshConfig:
     reduction order), so it is not part of the run id: a run can resume on a different mesh.
     """
 
-    data: int = -1
-    fsdp: int = 1
+    data: int = checked(-1, range=Range(-1))
+    """Devices the batch is split over (data parallelism); -1: all remaining."""
+    fsdp: int = checked(1, range=Range(-1))
+    """Devices parameters and optimizer state are sharded over; -1: all remaining."""
 
 
 @dataclasses.dataclass
@@ -130,26 +197,40 @@ class DistributedConfig:
     """Multi-process runs through ``jax.distributed``. Unset fields come from the environment
     (SLURM, or SCALING_COORDINATOR / SCALING_NUM_PROCESSES / SCALING_PROCESS_ID)."""
 
-    coordinator: str | None = None  # host:port of process 0
-    num_processes: int | None = None
-    process_id: int | None = None
+    coordinator: str | None = None
+    """host:port of process 0."""
+    num_processes: int | None = checked(None, range=_POSITIVE)
+    """How many processes take part."""
+    process_id: int | None = checked(None, range=_NON_NEGATIVE)
+    """This process's index, 0 to num_processes - 1."""
     cpu_collectives: Literal["gloo", "mpi"] = "gloo"
+    """The collectives implementation between CPU processes."""
 
 
 @dataclasses.dataclass
 class RunConfig:
     """Everything that determines a run; its hash is the run id."""
 
-    seed: int = 0
+    seed: int = checked(0, range=Range(0, 2**32 - 1))
+    """Seeds the initialisation, and with the step, every batch (so resume is exact)."""
     runs_dir: str = "runs"
+    """Where run directories go: <runs_dir>/<sweep>/<name>."""
     sweep: str = "default"
-    name: str | None = None  # directory name under runs_dir/sweep; None: the run id
+    """The directory under runs_dir that groups this run with others."""
+    name: str | None = None
+    """The run's directory name under runs_dir/sweep; None: the run id."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """The model (``model.*``)."""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    """The dataset (``data.*``)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    """The optimizer and schedule (``optim.*``)."""
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    """Budget, batch and cadence (``train.*``)."""
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    """The device mesh (``mesh.*``)."""
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    """Multi-process settings (``distributed.*``)."""
 
 
 # Keys that say where a run lives, how often it logs, evaluates and checkpoints, and how it is shown,
@@ -160,93 +241,6 @@ class RunConfig:
 _NOT_HASHED = {("runs_dir",), ("name",), ("train", "progress"), ("train", "log_every"), ("train", "eval_every"),
                ("train", "eval_log_points"), ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
                ("mesh",), ("distributed",)}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Convert a YAML/command-line value to the field's declared type, or explain why not."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot be null")
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-        if not number.is_integer():
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(number)
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if hint is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{key}: unsupported type {hint}")
-
-
-def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(
-        f"unknown config key {where + key!r}{hint}; valid keys{' in ' + where.rstrip('.') if where else ''}: "
-        + ", ".join(valid)
-    )
-
-
-def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
-    hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise _unknown_key(str(key), list(fields), where)
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, f"{where}{key}.")
-        else:
-            kwargs[key] = _coerce(value, hint, where + key)
-    return cls(**kwargs)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -291,6 +285,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """Turn ``["model.d_model=128", ...]`` into a nested dict of YAML-parsed values.
 
     ``key=null`` (or ``key=``) sets a value to None, e.g. to unset a budget the config file sets.
+    Raises ConfigError for an item without ``=`` or a value that is not valid YAML.
     """
     tree: dict[str, Any] = {}
     for item in overrides:
@@ -338,103 +333,52 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_dict(values: dict[str, Any]) -> RunConfig:
-    """Build and validate a RunConfig, expanding a model preset under the explicit keys."""
-    model_values = values.get("model") or {}
+
+def from_dict(values: dict[str, Any], at: typed_load.KeyPath = ()) -> RunConfig:
+    """A validated RunConfig from a nested dict of config values, a model preset expanded under the explicit keys.
+
+    ``at`` is where ``values`` sit in their file (a sweep's ``("base",)``), so messages name the full
+    key. Raises ``typed_load.LoadError`` for a bad key or value, ``ConfigError`` for fields that
+    disagree (``validate``) or an unknown preset.
+    """
+    model_values = values.get("model") or {} if isinstance(values, dict) else {}
     if isinstance(model_values, dict) and model_values.get("preset") is not None:
         values = merge(values, {"model": merge(presets.get(str(model_values["preset"])), model_values)})
-    cfg = _build(RunConfig, values)
+    cfg = typed_load.load(RunConfig, values, at)
     validate(cfg)
     return cfg
 
 
 def load(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """The RunConfig of a YAML file (None: the defaults) with ``key=value`` overrides on top.
+
+    Raises ConfigError; a bad value read from the file is reported with the file's name.
+    """
     base = load_yaml(path) if path is not None else {}
-    return from_dict(merge(base, parse_overrides(list(overrides))))
+    tree = parse_overrides(list(overrides))
+    try:
+        return from_dict(merge(base, tree))
+    except ConfigError as e:
+        raise ConfigError(typed_load.in_file(e, path, tree)) from None
 
 
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """The valid values of one numeric key: ``low``/``high`` bounds, each closed or open (None: unbounded)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    why: str = ""  # appended to the message when the bound is not obvious
-
-    def contains(self, x: float) -> bool:
-        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
-            return False
-        return self.high is None or (x < self.high if self.high_open else x <= self.high)
-
-    def __str__(self) -> str:
-        def fmt(v: float) -> str:
-            return f"{v:g}" if isinstance(v, float) else f"{v:,}"
-
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {fmt(self.low)}"
-        lo = "-inf" if self.low is None else fmt(self.low)
-        return f"{'(' if self.low_open else '['}{lo}, {fmt(self.high)}{')' if self.high_open else ']'}"
-
-
-# Budgets past these are typing mistakes, not experiments: the largest published runs train on
-# about 4e13 tokens with about 5e26 FLOPs, and a billion optimizer steps is years of compute.
-MAX_STEPS = 10**9
-MAX_TOKENS = 1e16
-MAX_FLOPS = 1e30
-_POSITIVE, _NON_NEGATIVE, _FRACTION = Range(1), Range(0), Range(0.0, 1.0)
-_OPEN_POSITIVE = Range(0.0, low_open=True)
-
-# Every numeric config key and its valid range; validate() checks them all, and a test checks that
-# no numeric key is missing here. Optional keys are checked only when set.
-RANGES: dict[str, Range] = {
-    "seed": Range(0, 2**32 - 1), "model.n_layer": _POSITIVE, "model.d_model": _POSITIVE,
-    "model.n_head": _POSITIVE, "model.d_head": _POSITIVE, "model.d_ff": _POSITIVE,
-    "model.vocab_size": Range(2, 2**31 - 1, why=" (token ids are int32)"), "model.seq_len": _POSITIVE,
-    "model.rope_theta": _OPEN_POSITIVE, "model.norm_eps": _OPEN_POSITIVE,
-    "model.dropout": Range(0.0, 1.0, high_open=True), "model.init_std": _OPEN_POSITIVE,
-    "data.eval_batches": _POSITIVE,
-    "optim.lr": _OPEN_POSITIVE, "optim.warmup_steps": _NON_NEGATIVE,
-    "optim.warmup_fraction": Range(0.0, 1.0, high_open=True), "optim.min_lr_ratio": _FRACTION,
-    "optim.cooldown_fraction": _FRACTION, "optim.beta1": Range(0.0, 1.0, high_open=True),
-    "optim.beta2": Range(0.0, 1.0, high_open=True), "optim.eps": _OPEN_POSITIVE,
-    "optim.weight_decay": Range(0.0), "optim.grad_clip": Range(0.0, why=" (0 disables clipping)"),
-    "train.batch_size": _POSITIVE, "train.grad_accum": _POSITIVE,
-    "train.tokens": Range(0.0, MAX_TOKENS, low_open=True, why=" (a larger budget is a typing mistake)"),
-    "train.flops": Range(0.0, MAX_FLOPS, low_open=True, why=" (a larger budget is a typing mistake)"),
-    "train.steps": Range(1, MAX_STEPS, why=" (a larger budget is a typing mistake)"),
-    "train.eval_every": _POSITIVE, "train.eval_log_points": Range(0, 1000), "train.log_every": _POSITIVE,
-    "train.checkpoint_every": _POSITIVE, "train.keep_checkpoints": _POSITIVE,
-    "train.keep_steps": Range(1, MAX_STEPS), "train.init_step": _POSITIVE,
-    "mesh.data": Range(-1), "mesh.fsdp": Range(-1),
-    "distributed.num_processes": _POSITIVE, "distributed.process_id": _NON_NEGATIVE,
-}
+# Every numeric config key and its valid range, as declared beside its field; a test checks that
+# no numeric key lacks one. Optional keys are checked only when set.
+RANGES: dict[str, Range] = typed_load.ranges(RunConfig)
 
 
 def get(cfg: Any, key: str) -> Any:
-    """The value of a dotted key (``optim.lr``) in a config."""
+    """The value of a dotted key (``optim.lr``) in a config; AttributeError for a key it does not have."""
     for part in key.split("."):
         cfg = getattr(cfg, part)
     return cfg
 
 
-def _check_ranges(cfg: RunConfig) -> None:
-    for key, valid in RANGES.items():
-        value = get(cfg, key)
-        for v in value if isinstance(value, list) else [value]:
-            if v is None:
-                continue
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{key}={v} is not a finite number; valid: {valid}{valid.why}")
-            if not valid.contains(v):
-                shown = f"{v:.3g}" if abs(v) >= 1e12 else repr(v)
-                raise ConfigError(f"{key}={shown} is out of range; valid: {valid}{valid.why}")
-
-
 def validate(cfg: RunConfig) -> None:
-    """Every value's range (RANGES), then the checks that involve several fields."""
-    _check_ranges(cfg)
+    """The checks that involve several fields (each field's own range is checked when it is loaded).
+
+    Raises ConfigError naming the keys that disagree.
+    """
     m, t = cfg.model, cfg.train
     if m.d_head is None and m.d_model % m.n_head:
         raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.n_head={m.n_head}; set model.d_head")
@@ -468,10 +412,12 @@ def validate(cfg: RunConfig) -> None:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as nested plain dicts (what config.yaml holds)."""
     return dataclasses.asdict(cfg)
 
 
 def dump_yaml(cfg: RunConfig) -> str:
+    """The YAML text of a config, in field order; ``load`` reads it back to an equal config."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
@@ -499,13 +445,6 @@ def run_id(cfg: RunConfig, data_content: str | None = None) -> str:
     return digest[:10]
 
 
-def valid_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
-    """Every dotted key a config accepts, for help texts and error messages."""
-    keys = []
-    for f in dataclasses.fields(cls):
-        hint = _hints(cls)[f.name]
-        if dataclasses.is_dataclass(hint):
-            keys.extend(valid_keys(hint, f"{prefix}{f.name}."))
-        else:
-            keys.append(prefix + f.name)
-    return keys
+def valid_keys(cls: type = RunConfig) -> list[str]:
+    """Every dotted key a config accepts (``model.d_model``, ...), for help texts and error messages."""
+    return [key for key, _ in typed_load.keys(cls)]

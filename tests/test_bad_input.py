@@ -116,7 +116,7 @@ ROWS = [
     ("name-escapes", (*TRAIN, "name=../escape"), {}, "plain directory name"),
     ("sweep-has-slash", (*TRAIN, "sweep=a/b"), {}, "plain directory name"),
     ("unknown-key", (*TRAIN, "train.stpes=5"), {}, "did you mean 'steps'"),
-    ("unknown-section", (*TRAIN, "optimizer.lr=1"), {}, "unknown config key 'optimizer'"),
+    ("unknown-section", (*TRAIN, "optimizer.lr=1"), {}, "unknown key 'optimizer'"),
     ("section-as-value", (*TRAIN, "model=3"), {}, "model: expected a mapping"),
     # --- train: malformed overrides and hostile YAML ---
     ("override-without-equals", (*TRAIN, "model.d_model"), {}, "not of the form key=value"),
@@ -194,7 +194,7 @@ ROWS = [
     ("sweep-grid-eval-batches-zero", ("sweep", "plan", "s.yaml"),
      {"s.yaml": _sweep(axes=[{"tokens": [1e5]}, {"grid": {"data.eval_batches": [0]}}])}, "data.eval_batches"),
     ("sweep-budget-nan", ("sweep", "plan", "s.yaml"), {"s.yaml": _sweep(axes=[{"tokens": ["nan"]}])},
-     "expected a positive number"),
+     "s.yaml: axes[0].tokens[0]=nan is not a finite number"),
     ("sweep-count-unknown", ("sweep", "plan", "s.yaml"), {"s.yaml": _sweep(count="all")}, "count"),
     ("sweep-name-escapes", ("sweep", "plan", "s.yaml"), {"s.yaml": _sweep(name="../x")}, "plain directory name"),
     ("sweep-parallel-zero", ("sweep", "plan", "s.yaml", "--parallel", "0"), {"s.yaml": _sweep()},

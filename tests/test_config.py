@@ -110,7 +110,7 @@ def test_every_numeric_key_has_a_range():
     ("train.steps=1e30", "train.steps=1e+30 is out of range; valid: [1, 1,000,000,000]"),
     ("data.eval_batches=0", "data.eval_batches=0 is out of range; valid: >= 1"),
     ("model.rope_theta=-1", "model.rope_theta=-1.0 is out of range; valid: > 0"),
-    ("train.keep_steps=[5, 0]", "train.keep_steps=0 is out of range"),
+    ("train.keep_steps=[5, 0]", "train.keep_steps[1]=0 is out of range"),  # names the item
 ])
 def test_range_errors_name_the_key_the_value_and_the_valid_range(override, message):
     with pytest.raises(ConfigError) as err:

@@ -134,7 +134,7 @@ def test_wsd_needs_an_absolute_warmup(tmp_path):
     ({"axes": [{"grid": {"optim.lrr": [1]}}]}, "did you mean 'optim.lr'"),
     ({"axes": [{"tokens": [1e6]}, {"isoflop": {"budgets": [1e12], "sizes": [1e5]}}]}, "both decide"),
     ({"hyperparameters": {"optim.lr": "3e-3 * N ** -0.3"}}, "expected a mapping"),
-    ({"hyperparameters": {"optim.lr": {"eval": "__import__('os')"}}}, "unknown key 'eval'"),
+    ({"hyperparameters": {"optim.lr": {"eval": "__import__('os')"}}}, "unknown key 'hyperparameters.optim.lr.eval'"),
     ({"hyperparameters": {"model.d_model": {"power_law": {"coef": 1, "ref": 1, "exponent": 1}}}}, "only training"),
     ({"base": {"runs_dir": "/tmp/x"}}, "runs_dir is decided"),
     ({"base": {"model": {"d_modle": 3}}}, "did you mean 'd_model'"),

@@ -23,34 +23,50 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 from scaling import accounting
 from scaling.config import ConfigError, ModelConfig
+from scaling.typed_load import Range, checked, low_high
 
-COUNTS = ("total", "non_embedding")
+Count = Literal["total", "non_embedding"]  # which N a sweep's targets mean
+_POSITIVE_INT, _POSITIVE = Range(1), Range(0.0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class ShapeRule:
-    head_dim: int = 64
-    multiple: int = 64
-    aspect_ratio: tuple[float, float] = (32.0, 256.0)
-    prefer_aspect_ratio: float | None = None
-    ff_ratio: float | None = None
-    max_layers: int = 128
-    tolerance: float = 0.05
+    """How a target parameter count becomes a shape (the module docstring gives the rule)."""
+
+    head_dim: int = checked(64, range=_POSITIVE_INT)
+    """Width of every attention head; n_head = d_model / head_dim."""
+    multiple: int = checked(64, range=_POSITIVE_INT)
+    """d_model is a multiple of this (and of head_dim); so is d_ff when ff_ratio is set."""
+    aspect_ratio: tuple[float, float] = checked((32.0, 256.0), range=_POSITIVE, check=low_high)
+    """[low, high]: the d_model / n_layer ratios allowed."""
+    prefer_aspect_ratio: float | None = checked(None, range=_POSITIVE)
+    """The ratio preferred among close candidates; None: the geometric middle of aspect_ratio."""
+    ff_ratio: float | None = checked(None, range=_POSITIVE)
+    """d_ff / d_model, rounded to ``multiple``; None: the model's own default."""
+    max_layers: int = checked(128, range=_POSITIVE_INT)
+    """The deepest candidate."""
+    tolerance: float = checked(0.05, range=_POSITIVE)
+    """A candidate within this relative miss of the target counts as hitting it."""
 
     @property
     def preferred_aspect(self) -> float:
+        """The aspect ratio that wins among candidates within ``tolerance``."""
         return self.prefer_aspect_ratio or math.sqrt(self.aspect_ratio[0] * self.aspect_ratio[1])
 
     @property
     def width_step(self) -> int:
+        """d_model's step: a multiple of both ``multiple`` and ``head_dim``."""
         return math.lcm(self.multiple, self.head_dim)
 
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
+    """The shape the rule chose for one target: its dimensions and its real parameter count."""
+
     n_layer: int
     d_model: int
     n_head: int
@@ -60,19 +76,23 @@ class Shape:
 
     @property
     def miss(self) -> float:
+        """Relative miss of the target: n / target - 1 (+0.03 is 3% above)."""
         return self.n / self.target - 1.0
 
     def model_overrides(self) -> dict:
+        """The ``model.*`` config values that give this shape."""
         # The preset is cleared so config.yaml never names a preset the shape no longer matches.
         return {"preset": None, "n_layer": self.n_layer, "d_model": self.d_model, "n_head": self.n_head,
                 "d_head": None, "d_ff": self.d_ff}
 
 
 def describe(model: ModelConfig) -> str:
+    """A model's shape in one short word: ``4x256 h4 ff1024`` (layers x width, heads, MLP width)."""
     return f"{model.n_layer}x{model.d_model} h{model.n_head} ff{model.ff_dim}"
 
 
 def count_params(model: ModelConfig, count: str) -> int:
+    """The model's parameter count N of the kind ``count`` names: ``total`` or ``non_embedding``."""
     acct = accounting.count(model)
     return acct.n_params if count == "total" else acct.n_params_non_embedding
 
