@@ -58,7 +58,11 @@ REQUIRED_RUN_KEYS = (RUN_ID, N_PARAMS, N_PARAMS_NON_EMBEDDING, STATUS)
 # metrics.jsonl columns: step, D and C so far (tokens, exact training FLOPs), losses in nats per tokenizer unit
 # (per byte for the byte tokenizer).
 STEP, TOKENS, FLOPS, TRAIN_LOSS, EVAL_LOSS = "step", "tokens", "flops", "train_loss", "eval_loss"
+# The learning rate the step used, the global gradient norm before clipping.
+LR, GRAD_NORM = "lr", "grad_norm"
+# Throughput since the previous row (null on a process's first row), model FLOPs utilisation (null on
+# a chip with no known peak), seconds since the run started, summed over its attempts.
+TOKENS_PER_S, TOKENS_PER_S_PER_DEVICE, MFU, WALL_S = "tokens_per_s", "tokens_per_s_per_device", "mfu", "wall_s"
 METRIC_COLUMNS = frozenset({
-    STEP, TOKENS, FLOPS, TRAIN_LOSS, EVAL_LOSS, "lr", "grad_norm",
-    "tokens_per_s", "tokens_per_s_per_device", "mfu", "wall_s",
+    STEP, TOKENS, FLOPS, TRAIN_LOSS, EVAL_LOSS, LR, GRAD_NORM, TOKENS_PER_S, TOKENS_PER_S_PER_DEVICE, MFU, WALL_S,
 })
