@@ -14,6 +14,7 @@ Layout of ``<runs_dir>/<sweep>/<run id>/``::
     metrics.jsonl   one JSON object per logged step, append-only, in step order
     tb/             TensorBoard scalars, rebuilt from metrics.jsonl on resume
     checkpoints/    orbax checkpoints, one folder per step named by the step number
+    corrupt_checkpoints/   checkpoints that failed their checksums or to load, moved aside on resume
     run.lock        held while a process trains the run
     launch.json, stdout.log, stderr.log   written by a sweep launcher: attempts, process, output
 """
@@ -24,6 +25,7 @@ RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 CHECKPOINTS = "checkpoints"
+CORRUPT_CHECKPOINTS = "corrupt_checkpoints"
 LOCK = "run.lock"
 LAUNCH = "launch.json"
 STDOUT = "stdout.log"
