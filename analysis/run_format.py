@@ -36,23 +36,29 @@ STDERR = "stderr.log"
 DONE = "done"
 STATUSES = ("pending", "running", DONE, "failed", "interrupted", "killed")
 
-# run.json keys. Identity and status:
-RUN_ID, SWEEP, STATUS, ERROR = "run_id", "sweep", "status", "error"
+# run.json keys. Identity and status; when the run started and last ended (ISO 8601, UTC), library versions:
+RUN_ID, SWEEP, SEED, STATUS, ERROR = "run_id", "sweep", "seed", "status", "error"
+INTERRUPTED_STEP = "interrupted_step"  # the step an interrupted run checkpointed and stopped at
+STARTED, FINISHED, VERSIONS = "started", "finished", "versions"
 # Accounting (parameters; training FLOPs per token, exact and as 6N, Hoffmann et al. 2022 App. F):
 N_PARAMS, N_PARAMS_EMBEDDING, N_PARAMS_NON_EMBEDDING = "n_params", "n_params_embedding", "n_params_non_embedding"
 FLOPS_PER_TOKEN, FLOPS_PER_TOKEN_6N = "flops_per_token", "flops_per_token_6n"
-# Budget and end: C the run was planned to train (exact count), final validation loss.
-COMPUTE_TARGET, FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "compute_target", "final_eval_loss", "final_step", "total_steps"
+# Budget and end: D and C the run was planned to train (C with the exact count), final validation loss.
+TOKENS_TARGET, COMPUTE_TARGET = "tokens_target", "compute_target"
+FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "final_eval_loss", "final_step", "total_steps"
 DATASET = "dataset"  # {"path", "source", "tokenizer": {"kind", ...}, "train_tokens"}
+# Inside DATASET: the tokenizer's metadata and its kind ("byte" or "bpe"), which sets the loss unit.
+TOKENIZER, TOKENIZER_KIND = "tokenizer", "kind"
+KILLS = "kills"  # a sweep launcher's record of each time the run was ended from outside
 
 RUN_KEYS = frozenset({
-    RUN_ID, SWEEP, STATUS, ERROR, "seed", "name",
+    RUN_ID, SWEEP, SEED, STATUS, ERROR, "name",
     N_PARAMS, N_PARAMS_EMBEDDING, N_PARAMS_NON_EMBEDDING, FLOPS_PER_TOKEN, FLOPS_PER_TOKEN_6N,
     "forward_flops_per_token", "flops_counting",
-    "tokens_per_step", TOTAL_STEPS, "tokens_target", COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
-    "failed_step", "interrupted_step", "started", "finished", "device", "versions", "mesh", "resumed_from",
+    "tokens_per_step", TOTAL_STEPS, TOKENS_TARGET, COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
+    "failed_step", INTERRUPTED_STEP, STARTED, FINISHED, "device", VERSIONS, "mesh", "resumed_from",
     "initialized_from", FINAL_EVAL_LOSS, FINAL_STEP, "tokens_per_s",
-    "sweep_tags", "params_count", "kills",  # written by a sweep launcher
+    "sweep_tags", "params_count", KILLS,  # written by a sweep launcher
 })
 # What analysis needs in run.json to use a run at all.
 REQUIRED_RUN_KEYS = (RUN_ID, N_PARAMS, N_PARAMS_NON_EMBEDDING, STATUS)

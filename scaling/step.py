@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from analysis import run_format as rf
 from scaling import model
 from scaling.config import ModelConfig
 
@@ -67,7 +68,8 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
         # The rate this update used: optax evaluates the schedule at its own update count, which is state["step"].
-        metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr_schedule(state["step"])}
+        metrics = {rf.TRAIN_LOSS: loss_sum / count, rf.GRAD_NORM: _global_norm(grads),
+                   rf.LR: lr_schedule(state["step"])}
         return new_state, metrics
 
     if state_sharding is None:

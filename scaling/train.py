@@ -153,10 +153,10 @@ def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
             compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
             dataset={"path": str(plan.dataset.path), "content": planning.data_content(cfg),
                      "source": plan.dataset.metadata.get("source"),
-                     "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
+                     run_format.TOKENIZER: plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
             epochs=epochs,
             status="running", error=None, failed_step=None, interrupted_step=None,
-            started=previous.get("started", now()), finished=None, device=device, versions=_versions(),
+            started=previous.get(run_format.STARTED, now()), finished=None, device=device, versions=_versions(),
         )
     except OSError as e:
         raise RunFailed(f"cannot write the run directory: {describe_os_error(e)}") from None
