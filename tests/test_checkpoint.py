@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import unshare_tmpfs_works
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,14 +49,8 @@ print(json.dumps(out))
 """
 
 
-def _unshare_tmpfs_works() -> bool:
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True) if shutil.which("unshare") else None
-    return probe is not None and probe.returncode == 0
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
+@pytest.mark.skipif(not unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
 def test_a_save_that_cannot_fit_is_refused_with_the_size_of_the_last_checkpoint(tmp_path):
     disk, script = tmp_path / "disk", tmp_path / "save.py"
     disk.mkdir()
