@@ -118,8 +118,8 @@ def _read_metrics(path: Path) -> tuple[list[dict], int]:
 def _loss_unit(meta: dict) -> str:
     """Cross-entropy is in nats per tokenizer unit: per byte for the byte tokenizer, per token otherwise."""
     dataset = meta.get(rf.DATASET)
-    tokenizer = dataset.get("tokenizer") if isinstance(dataset, dict) else None
-    kind = tokenizer.get("kind") if isinstance(tokenizer, dict) else None
+    tokenizer = dataset.get(rf.TOKENIZER) if isinstance(dataset, dict) else None
+    kind = tokenizer.get(rf.TOKENIZER_KIND) if isinstance(tokenizer, dict) else None
     if kind == "byte":
         return "nats per byte"
     return "nats per token" if isinstance(kind, str) and kind else "loss"
@@ -133,10 +133,10 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
     except (OSError, json.JSONDecodeError) as exc:
         return None, [f"skipped {name}: {rf.RUN_JSON} unreadable ({exc})"]
     if not isinstance(meta, dict):
-        return None, [f"skipped {name}: run.json is not an object"]
+        return None, [f"skipped {name}: {rf.RUN_JSON} is not an object"]
     missing = [k for k in REQUIRED_RUN_KEYS if k not in meta]
     if missing:
-        return None, [f"skipped {name}: run.json lacks {', '.join(missing)}"]
+        return None, [f"skipped {name}: {rf.RUN_JSON} lacks {', '.join(missing)}"]
     run_id = str(meta[rf.RUN_ID])
     status = str(meta[rf.STATUS])
     if status != rf.DONE:
@@ -146,11 +146,11 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
         return None, [f"excluded run {run_id}: {why}"]
 
     records, bad = _read_metrics(run_dir / rf.METRICS)
-    notes = [f"run {run_id}: ignored {bad} unreadable line(s) in metrics.jsonl"] if bad else []
+    notes = [f"run {run_id}: ignored {bad} unreadable line(s) in {rf.METRICS}"] if bad else []
     records = [r for r in records if math.isfinite(_number(r.get(rf.TOKENS)))]
     records.sort(key=lambda r: _number(r.get(rf.STEP)))
     if not records:
-        return None, notes + [f"excluded run {run_id}: metrics.jsonl has no usable records"]
+        return None, notes + [f"excluded run {run_id}: {rf.METRICS} has no usable records"]
     col = {k: np.array([_number(r.get(k)) for r in records]) for k in
            (rf.STEP, rf.TOKENS, rf.FLOPS, rf.TRAIN_LOSS, rf.EVAL_LOSS)}
 
@@ -173,7 +173,7 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
     else:
         trained = np.flatnonzero(np.isfinite(col[rf.TRAIN_LOSS]))
         if not trained.size:
-            return None, notes + [f"excluded run {run_id}: no finite loss in metrics.jsonl"]
+            return None, notes + [f"excluded run {run_id}: no finite loss in {rf.METRICS}"]
         final, source = float(col[rf.TRAIN_LOSS][trained[-1]]), "train"
         notes.append(f"run {run_id}: never evaluated, final loss is the last training loss")
     if not (math.isfinite(final) and final > 0):

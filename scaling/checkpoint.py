@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from analysis import run_format
 from scaling.errors import UserError, naming
 
 log = logging.getLogger(__name__)
@@ -38,18 +39,37 @@ log = logging.getLogger(__name__)
 SUMS = "sha256sums.json"
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: Path) -> tuple[str, int]:
+    """(sha256 hex digest, bytes read) of a file."""
+    h, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h.hexdigest()
+            size += len(block)
+    return h.hexdigest(), size
 
 
-def file_sums(step_dir: Path) -> dict[str, str]:
-    """sha256 of every file under a checkpoint's step directory (its seal excluded), by relative path."""
-    return {str(p.relative_to(step_dir)): _digest(p) for p in sorted(step_dir.rglob("*"))
-            if p.is_file() and p.name != SUMS}
+def seal(step_dir: Path) -> int:
+    """Write ``sha256sums.json`` into a checkpoint's step directory: the sha256 of every file under it,
+    by relative path. Atomic (a temp file renamed), so a kill leaves the old state or the whole seal.
+
+    Returns the bytes of the files sealed, counted while hashing them: the checkpoint's size, which
+    the next save's space check uses without walking the directory again.
+    """
+    sums, size = {}, 0
+    for path in sorted(step_dir.rglob("*")):
+        if path.is_file() and path.name != SUMS:
+            sums[str(path.relative_to(step_dir))], n = _digest(path)
+            size += n
+    tmp = step_dir / (SUMS + ".tmp")
+    try:
+        with naming(tmp):
+            tmp.write_text(json.dumps(sums, indent=0))
+        os.replace(tmp, step_dir / SUMS)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def check_sums(step_dir: Path) -> str | None:
@@ -66,7 +86,7 @@ def check_sums(step_dir: Path) -> str | None:
         path = step_dir / name
         if not path.is_file():
             return f"checksum mismatch: {name} is missing"
-        if _digest(path) != digest:
+        if _digest(path)[0] != digest:
             return f"checksum mismatch: {name} changed since it was saved"
     return None
 
@@ -88,17 +108,22 @@ def _as_os_error(e: Exception, directory: Path) -> Exception:
 
 
 class Checkpointer:
-    """Keeps the newest ``keep`` checkpoints plus every step in ``keep_steps`` (branch points)."""
+    """Keeps the newest ``keep`` checkpoints plus every step in ``keep_steps`` (branch points).
+
+    ``directory``: the orbax directory, one folder per step (created unless ``read_only``); the
+    state is any pytree of arrays (the train state). Only the first process writes seals and deletes.
+    """
 
     def __init__(self, directory: Path, keep: int = 1, keep_steps: Iterable[int] = (), read_only: bool = False):
         options = ocp.CheckpointManagerOptions(create=not read_only, read_only=read_only,
                                                enable_async_checkpointing=True)
         self.directory = Path(directory).absolute()
-        self.quarantine = self.directory.parent / "corrupt_checkpoints"
+        self.quarantine = self.directory.parent / run_format.CORRUPT_CHECKPOINTS
         self.keep = keep
         self.keep_steps = set(keep_steps)
         self.writes = not read_only and jax.process_index() == 0
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._sized: tuple[int, int] | None = None  # (step, bytes) of the newest checkpoint, once measured
 
     def save(self, step: int, state: Any) -> None:
         """Start an asynchronous save; device-to-host copying finishes before this returns.
@@ -117,16 +142,23 @@ class Checkpointer:
 
     def _check_space(self, state: Any) -> None:
         """Refuse a save the disk cannot hold, before orbax's background threads start writing it (a
-        write that fails there leaves them reporting errors long after). The size is the newest
-        checkpoint's, or the state's bytes for the first one; another writer can still fill the disk
+        write that fails there leaves them reporting errors long after): OSError ENOSPC naming the
+        bytes needed and free, when the free space is under 1.05 x the size of the newest checkpoint
+        (the state's bytes for the first one). That size is the one ``seal`` counted, so a save costs
+        one ``disk_usage`` call, not a walk of the previous checkpoint; only the first save after a
+        resume measures the checkpoint it resumed from. Another writer can still fill the disk
         meanwhile, which the save itself then reports."""
         if not self.writes:
             return
-        committed = sorted(self.manager.all_steps())
-        if committed:
-            needed = sum(p.stat().st_size for p in (self.directory / str(committed[-1])).rglob("*") if p.is_file())
-        else:
+        newest = max(self.manager.all_steps(), default=None)
+        if newest is None:
             needed = sum(x.nbytes for x in jax.tree.leaves(state))
+        elif self._sized is not None and self._sized[0] == newest:
+            needed = self._sized[1]
+        else:  # sealed by an earlier process (this one resumed from it): measured once
+            needed = sum(p.stat().st_size for p in (self.directory / str(newest)).rglob("*")
+                         if p.is_file() and p.name != SUMS)
+            self._sized = (newest, needed)
         free = shutil.disk_usage(self.directory).free
         if free < needed * 1.05:
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next checkpoint needs about "
@@ -151,19 +183,13 @@ class Checkpointer:
         for step in committed:
             step_dir = self.directory / str(step)
             if step_dir.is_dir() and not (step_dir / SUMS).exists():
-                tmp = step_dir / (SUMS + ".tmp")
-                try:
-                    with naming(tmp):
-                        tmp.write_text(json.dumps(file_sums(step_dir), indent=0))
-                    os.replace(tmp, step_dir / SUMS)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                self._sized = (step, seal(step_dir))
         periodic = [s for s in committed if s not in self.keep_steps]
         for old in periodic[:-self.keep]:
             self.manager.delete(old)
 
     def steps(self) -> list[int]:
+        """The committed checkpoint steps on disk now, ascending (checksums not checked)."""
         self.manager.reload()
         return sorted(self.manager.all_steps())
 

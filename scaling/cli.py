@@ -39,11 +39,12 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from analysis import run_format as rf
     from scaling import train
 
     cfg = _load_config(args.config, args.overrides)
     result = train.run(cfg)
-    print(f"run {result['run_id']} {result['status']}: final eval loss {result.get('final_eval_loss')}")
+    print(f"run {result[rf.RUN_ID]} {result[rf.STATUS]}: final eval loss {result.get(rf.FINAL_EVAL_LOSS)}")
     return 0
 
 

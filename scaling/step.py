@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from analysis import run_format as rf
 from scaling import model, optim
 from scaling.config import ModelConfig
 
@@ -86,7 +87,7 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
         lr = lr_schedule.rate_from(lr_args, state["step"])
         updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, direction)
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
-        metrics = {"train_loss": loss_sum / count, "grad_norm": _global_norm(grads), "lr": lr}
+        metrics = {rf.TRAIN_LOSS: loss_sum / count, rf.GRAD_NORM: _global_norm(grads), rf.LR: lr}
         return new_state, metrics
 
     if state_sharding is None:

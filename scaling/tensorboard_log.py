@@ -34,22 +34,28 @@ from pathlib import Path
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from analysis import run_format as rf
+
 FLOPS_UNIT = 1e9
-LOSSES = ("train_loss", "eval_loss")
+LOSSES = (rf.TRAIN_LOSS, rf.EVAL_LOSS)
 
 
 def scalars_of(row: dict) -> list[tuple[str, float, int]]:
-    """``(tag, value, step)`` for every scalar a metrics row becomes (see the module docstring)."""
-    step = int(row["step"])
+    """``(tag, value, step)`` for every scalar a metrics row becomes (see the module docstring).
+
+    ``row``: a metrics.jsonl row (``analysis.run_format`` columns; ``step``, ``tokens`` and ``flops``
+    required). Values are floats; the step is the training step, or tokens, or FLOPs / ``FLOPS_UNIT``.
+    """
+    step = int(row[rf.STEP])
     out = [(key, float(value), step) for key, value in row.items()
-           if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+           if key != rf.STEP and isinstance(value, (int, float)) and not isinstance(value, bool)
            and math.isfinite(value)]
     for loss in LOSSES:
         value = row.get(loss)
         if value is None:
             continue
-        out.append((f"{loss}_vs_tokens", float(value), int(row["tokens"])))
-        out.append((f"{loss}_vs_gflops", float(value), round(row["flops"] / FLOPS_UNIT)))
+        out.append((f"{loss}_vs_tokens", float(value), int(row[rf.TOKENS])))
+        out.append((f"{loss}_vs_gflops", float(value), round(row[rf.FLOPS] / FLOPS_UNIT)))
     return out
 
 
@@ -60,6 +66,8 @@ class ScalarEvents:
         self._writer = EventFileWriter(str(logdir))
 
     def write_row(self, row: dict, wall_time: float | None = None) -> None:
+        """Write a metrics row's scalars (``scalars_of``) as events stamped ``wall_time`` (Unix seconds;
+        now when None), one event per distinct step. Buffered: ``flush`` or ``close`` puts them on disk."""
         wall_time = time.time() if wall_time is None else wall_time
         by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
         for tag, value, step in scalars_of(row):
@@ -69,9 +77,11 @@ class ScalarEvents:
                                                    summary=summary_pb2.Summary(value=values)))
 
     def flush(self) -> None:
+        """Write buffered events to the file."""
         self._writer.flush()
 
     def close(self) -> None:
+        """Flush and close the file; no write after this."""
         self._writer.close()
 
 
@@ -105,9 +115,9 @@ def _write_beside(logdir: Path, rows: list[dict]) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=".tb-rebuild-", dir=logdir.parent))
     try:
         events = ScalarEvents(scratch)
-        origin = time.time() - (rows[-1].get("wall_s") or 0.0) if rows else 0.0
+        origin = time.time() - (rows[-1].get(rf.WALL_S) or 0.0) if rows else 0.0
         for row in rows:
-            events.write_row(row, wall_time=origin + (row.get("wall_s") or 0.0))
+            events.write_row(row, wall_time=origin + (row.get(rf.WALL_S) or 0.0))
         events.close()
         (made,) = event_files(scratch)
         # A name that sorts after every old file, so a reader that sees both reads the old ones first.

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class EvalSteps:
     """Which steps evaluate: every ``every``-th, ``log_points`` log-spaced ones (early curve shape
-    matters for fits), and the last. A membership test, so memory does not grow with the run length."""
+    matters for fits), and the last. A membership test (``step in evals``, steps 1..``total``), so
+    memory does not grow with the run length."""
 
     total: int
     every: int
@@ -40,6 +41,7 @@ class EvalSteps:
 
     @property
     def log_spaced(self) -> frozenset[int]:
+        """The ``log_points`` steps spaced evenly in log step from 1 to ``total`` (fewer where they round together)."""
         if self.log_points <= 0:
             return frozenset()
         return frozenset(int(round(s)) for s in np.geomspace(1, self.total, self.log_points))
@@ -49,10 +51,6 @@ class EvalSteps:
 
     def __post_init__(self):
         object.__setattr__(self, "_log", self.log_spaced)
-
-
-def eval_steps(total: int, every: int, log_points: int) -> EvalSteps:
-    return EvalSteps(total, every, log_points)
 
 
 def _versions() -> dict:
@@ -155,10 +153,10 @@ def _run_locked(plan: Plan, rt: runtime.Runtime) -> dict:
             compute_target_6n=plan.tokens_target * plan.accounting.flops_per_token_6n,
             dataset={"path": str(plan.dataset.path), "content": planning.data_content(cfg),
                      "source": plan.dataset.metadata.get("source"),
-                     "tokenizer": plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
+                     run_format.TOKENIZER: plan.dataset.metadata.get("tokenizer"), "train_tokens": train_tokens},
             epochs=epochs,
             status="running", error=None, failed_step=None, interrupted_step=None,
-            started=previous.get("started", now()), finished=None, device=device, versions=_versions(),
+            started=previous.get(run_format.STARTED, now()), finished=None, device=device, versions=_versions(),
         )
     except OSError as e:
         raise RunFailed(f"cannot write the run directory: {describe_os_error(e)}") from None
@@ -256,7 +254,7 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
         log.info("resuming %s from step %d", rd.path, start)
     rd.update_run(resumed_from=start if start else None, mesh=dict(rt.mesh.shape))
 
-    evals = eval_steps(plan.total_steps, cfg.train.eval_every, cfg.train.eval_log_points)
+    evals = EvalSteps(plan.total_steps, cfg.train.eval_every, cfg.train.eval_log_points)
     val = rt.val_batches()
     keep_steps = set(cfg.train.keep_steps)
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,10 @@ def run_scaling(*args: str, check: bool = True, timeout: float = 300) -> subproc
     if check and proc.returncode != 0:
         raise AssertionError(f"scaling {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def unshare_tmpfs_works() -> bool:
+    """Whether ``unshare -rm`` can mount a tmpfs here: how tests get a real small or read-only disk."""
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True) if shutil.which("unshare") else None
+    return probe is not None and probe.returncode == 0

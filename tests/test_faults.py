@@ -86,12 +86,12 @@ def test_tensorboard_is_rebuilt_from_the_kept_metrics_rows(tmp_path):
 def test_evaluation_steps_take_no_memory_proportional_to_the_run():
     import tracemalloc
 
-    from scaling.train import eval_steps
+    from scaling.train import EvalSteps
 
     tracemalloc.start()
-    steps = eval_steps(10**9, 100, 8)
+    steps = EvalSteps(10**9, 100, 8)
     used = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert used < 100_000
     assert 1 in steps and 100 in steps and 10**9 in steps and 101 not in steps and 0 not in steps
-    assert sorted(s for s in range(1, 1001) if s in eval_steps(1000, 300, 4)) == [1, 10, 100, 300, 600, 900, 1000]
+    assert sorted(s for s in range(1, 1001) if s in EvalSteps(1000, 300, 4)) == [1, 10, 100, 300, 600, 900, 1000]

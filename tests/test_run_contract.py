@@ -26,6 +26,20 @@ def test_the_format_module_imports_nothing():
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
+def test_no_module_spells_a_run_directory_file_name_itself():
+    """A renamed file changes in run_format only: the library and analysis spell no such name as a literal."""
+    names = {run_format.CONFIG, run_format.RUN_JSON, run_format.METRICS, run_format.TENSORBOARD,
+             run_format.CHECKPOINTS, run_format.CORRUPT_CHECKPOINTS, run_format.LOCK, run_format.LAUNCH,
+             run_format.STDOUT, run_format.STDERR}
+    root = Path(run_format.__file__).parents[1]
+    spelled = [f"{path.relative_to(root)}:{node.lineno} {node.value!r}"
+               for package in ("scaling", "analysis") for path in sorted((root / package).rglob("*.py"))
+               if path.name != "run_format.py"
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and node.value in names]
+    assert spelled == []
+
+
 def test_writers_refuse_keys_the_format_does_not_define(tmp_path):
     rd = RunDir(tmp_path / "run")
     with pytest.raises(ValueError, match="RUN_KEYS"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_scaling, scaling_cmd, tiny_run_args
+from conftest import run_scaling, scaling_cmd, tiny_run_args, unshare_tmpfs_works
 
 pytestmark = pytest.mark.slow
 
@@ -249,13 +249,7 @@ def test_a_second_train_of_the_same_run_is_refused_naming_the_holder(tiny_data, 
     assert len(steps) >= rows_before and steps == sorted(set(steps))  # the refused process wrote nothing
 
 
-def _unshare_tmpfs_works() -> bool:
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True) if shutil.which("unshare") else None
-    return probe is not None and probe.returncode == 0
-
-
-@pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
+@pytest.mark.skipif(not unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
 def test_a_full_disk_fails_the_run_with_one_line_and_keeps_the_last_checkpoint(tiny_data, tmp_path):
     """A real full disk: the runs dir is a 700 KiB tmpfs (in a private mount namespace) that one
     checkpoint of this model fills; the second save does not fit."""
@@ -299,7 +293,7 @@ def test_logged_rates_start_above_zero_and_end_at_the_floor(tiny_data, tmp_path,
     assert rates[-1] == pytest.approx(0.004 if schedule == "constant" else 0.001, rel=1e-6)
 
 
-@pytest.mark.skipif(not _unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
+@pytest.mark.skipif(not unshare_tmpfs_works(), reason="needs unshare -rm to mount a small tmpfs")
 def test_a_read_only_runs_dir_is_one_line_naming_the_path(tiny_data, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -173,13 +173,13 @@ class _Launch:
             self._killed(run, kill)
             return
         if verdict == "interrupted":
-            self._say(f"stopped  {run.name} at step {info.get('interrupted_step') or '?'} (resumable)")
+            self._say(f"stopped  {run.name} at step {info.get(run_format.INTERRUPTED_STEP) or '?'} (resumable)")
             return
         if verdict != "failed":  # ended by itself before the trainer could say why: a config error, a crash
             last = tail[-1] if tail else "no output"
             error = error or f"the training process {_describe_exit(code)}: {last}"
             rd.update_run(status="failed", error=error, finished=now())
-        self._say(f"FAILED   {run.name}: {rd.read_run().get('error')} (log: {run.run_dir / state.STDERR})")
+        self._say(f"FAILED   {run.name}: {rd.read_run().get(run_format.ERROR)} (log: {run.run_dir / state.STDERR})")
 
     def _killed(self, run: PlannedRun, kill: dict) -> None:
         """Restart a killed run from its checkpoint, unless stopping, disabled, or it keeps dying at one step."""

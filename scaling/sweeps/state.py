@@ -136,7 +136,7 @@ def record_kill(run_dir: Path, signal_name: str | None, how: str, at: str | None
               "attempt": read_launch(run_dir).get("attempt"), "how": how}
     update_launch(run_dir, killed=record)
     where = f"its last checkpoint, step {step}" if step is not None else "the start (no checkpoint yet)"
-    rd.update_run(status=KILLED_RUN_STATUS, kills=[*(rd.read_run().get("kills") or []), record], finished=record["at"],
+    rd.update_run(status=KILLED_RUN_STATUS, kills=[*(rd.read_run().get(run_format.KILLS) or []), record], finished=record["at"],
                   error=f"killed from outside: the training process {how}; a relaunch resumes it from {where}")
     return record
 

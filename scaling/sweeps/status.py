@@ -60,7 +60,7 @@ def read(run: PlannedRun) -> RunState:
     step = info.get(run_format.FINAL_STEP) if status == "done" else (row or {}).get(run_format.STEP, 0)
     return RunState(run, status, step or 0, (row or {}).get(run_format.TRAIN_LOSS),
                     info.get(run_format.FINAL_EVAL_LOSS) if status == "done" else None,
-                    info.get("error"), launch.get("exit_code"),
+                    info.get(run_format.ERROR), launch.get("exit_code"),
                     launch.get("killed") if status == "killed" else None,
                     launch.get("gave_up") if status == "killed" else None)
 
