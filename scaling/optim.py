@@ -55,6 +55,9 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
       the floor and the first decayed update is already below the peak;
     - the peak in between. ``constant`` never decays (min_lr_ratio does not apply to it).
     A resumed run evaluates the same function at the same k, so its rates match an unbroken run's.
+    ``wsd`` is warmup-stable-decay (Hägele et al. 2024); ``cosine`` is the half-cosine decay of
+    Loshchilov & Hutter 2017 (SGDR) without restarts. Returns a function of an int (or int array)
+    update index to a float32 learning rate.
     """
     T = total_steps
     W = min(warmup_steps(cfg, T), T)

@@ -20,12 +20,17 @@ TrainState = dict[str, Any]  # {"params", "opt_state", "step"}: a plain pytree o
 
 
 def init_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """Step-0 state: parameters drawn from PRNG ``key``, ``tx``'s fresh optimizer state, step 0 (int32)."""
     params = model.init(model_cfg, key)
     return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
 
 def nll_sum(model_cfg: ModelConfig, params, tokens_BT1: jax.Array, dropout_key=None) -> tuple[jax.Array, jax.Array]:
-    """Summed next-token negative log-likelihood (float32) and the number of predicted tokens."""
+    """Summed next-token negative log-likelihood in nats (float32) and the number of predicted tokens.
+
+    ``tokens_BT1`` is int [B, T+1]: inputs ``[:, :-1]``, targets ``[:, 1:]``; the count is B x T
+    (float32). Their ratio is the mean loss in nats/token.
+    """
     logits_BTV = model.apply(model_cfg, params, tokens_BT1[:, :-1], dropout_key)
     targets_BT = tokens_BT1[:, 1:]
     logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
@@ -41,7 +46,12 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
                     seed: int, state_sharding=None, tokens_sharding=None):
     """train_step(state, tokens_ABT1) -> (state, metrics); A = microbatches per optimizer step.
 
-    With shardings given, the state keeps its layout across steps and metrics come back replicated.
+    ``tokens_ABT1`` is int [A, B/A, T+1]. The update uses the token-mean gradient over all A
+    microbatches (see the module docstring). ``metrics``: ``train_loss`` (nats/token, before the
+    update), ``grad_norm`` (global L2 norm of that gradient, before clipping) and ``lr`` (the
+    rate this update used). Dropout keys derive from ``seed`` and the step, so a resumed run draws
+    the same masks. The state argument is donated. With shardings given, the state keeps its
+    layout across steps and metrics come back replicated.
     """
     use_dropout = model_cfg.dropout > 0
     grad_fn = jax.value_and_grad(lambda p, t, k: nll_sum(model_cfg, p, t, k), has_aux=True)
@@ -78,5 +88,8 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
 
 
 def make_eval_step(model_cfg: ModelConfig):
-    """eval_step(params, tokens_BT1) -> (summed loss, token count); compiled once per run."""
+    """eval_step(params, tokens_BT1) -> (summed loss in nats, token count); compiled once per run.
+
+    ``tokens_BT1`` is int [B, T+1]; dropout is off.
+    """
     return jax.jit(lambda params, tokens_BT1: nll_sum(model_cfg, params, tokens_BT1))

@@ -40,6 +40,7 @@ class EvalSteps:
 
     @property
     def log_spaced(self) -> frozenset[int]:
+        """``log_points`` steps geometrically spaced from 1 to ``total`` (rounded; duplicates merge)."""
         if self.log_points <= 0:
             return frozenset()
         return frozenset(int(round(s)) for s in np.geomspace(1, self.total, self.log_points))
@@ -52,6 +53,7 @@ class EvalSteps:
 
 
 def eval_steps(total: int, every: int, log_points: int) -> EvalSteps:
+    """The evaluation steps of a ``total``-step run (``train.eval_every``, ``train.eval_log_points``)."""
     return EvalSteps(total, every, log_points)
 
 

@@ -32,6 +32,11 @@ COUNTS = ("total", "non_embedding")
 
 @dataclasses.dataclass(frozen=True)
 class ShapeRule:
+    """The sweep file's ``shape`` mapping: the rule of the module docstring and its parameters.
+
+    ``aspect_ratio`` bounds d_model / n_layer; ``tolerance`` is the accepted relative miss of N.
+    """
+
     head_dim: int = 64
     multiple: int = 64
     aspect_ratio: tuple[float, float] = (32.0, 256.0)
@@ -42,15 +47,19 @@ class ShapeRule:
 
     @property
     def preferred_aspect(self) -> float:
+        """d_model / n_layer to aim for: ``prefer_aspect_ratio``, else the geometric mean of the range's ends."""
         return self.prefer_aspect_ratio or math.sqrt(self.aspect_ratio[0] * self.aspect_ratio[1])
 
     @property
     def width_step(self) -> int:
+        """The spacing of candidate widths: the least common multiple of ``multiple`` and ``head_dim``."""
         return math.lcm(self.multiple, self.head_dim)
 
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
+    """The shape ``fit`` chose for a target of ``target`` parameters, and its exact count ``n``."""
+
     n_layer: int
     d_model: int
     n_head: int
@@ -60,19 +69,26 @@ class Shape:
 
     @property
     def miss(self) -> float:
+        """Relative miss of the target: n / target - 1 (+0.03 is 3% over)."""
         return self.n / self.target - 1.0
 
     def model_overrides(self) -> dict:
+        """The ``model`` keys that impose this shape on a config (head width then follows d_model / n_head)."""
         # The preset is cleared so config.yaml never names a preset the shape no longer matches.
         return {"preset": None, "n_layer": self.n_layer, "d_model": self.d_model, "n_head": self.n_head,
                 "d_head": None, "d_ff": self.d_ff}
 
 
 def describe(model: ModelConfig) -> str:
+    """A model's shape in short form: "<n_layer>x<d_model> h<n_head> ff<d_ff>"."""
     return f"{model.n_layer}x{model.d_model} h{model.n_head} ff{model.ff_dim}"
 
 
 def count_params(model: ModelConfig, count: str) -> int:
+    """N of ``model`` in parameters: total for ``count="total"``, else non-embedding (Kaplan et al. 2020's N).
+
+    Raises ValueError when the vocabulary size is unset.
+    """
     acct = accounting.count(model)
     return acct.n_params if count == "total" else acct.n_params_non_embedding
 
@@ -104,7 +120,11 @@ def _nearest_widths(rule: ShapeRule, base: ModelConfig, n_layer: int, target: fl
 
 
 def fit(rule: ShapeRule, base: ModelConfig, target: float, count: str) -> Shape:
-    """The rule's shape for ``target`` parameters; ``base`` must have its vocabulary set."""
+    """The rule's shape for ``target`` parameters; ``base`` must have its vocabulary set.
+
+    ``count`` is "total" or "non_embedding" (what the target means). Raises ConfigError when no
+    candidate satisfies the aspect-ratio range within ``max_layers`` layers.
+    """
     candidates = []
     for n_layer in range(1, rule.max_layers + 1):
         for d_model in _nearest_widths(rule, base, n_layer, target, count):
