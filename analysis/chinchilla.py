@@ -43,7 +43,10 @@ GRID = np.array(list(itertools.product(
 def objective(x, w, logN, logD, logL, scale):
     """Huber loss of log L_hat - log L with log L_hat = LSE(a - alpha log N, b - beta log D, e).
 
-    The log-sum-exp is written out without the max-shift: in float64 it cannot
+    Hoffmann et al. 2022 §3.3 eq. 3. ``x`` = [log A, log B, log E, alpha, beta] (shape [5]);
+    ``w``, ``logN``, ``logD``, ``logL`` are per point ([n]: weights, natural logs of parameters,
+    tokens and loss); ``scale[0]`` is 1 for the summed objective or 1/sum(w) for the mean.
+    Returns a scalar. The log-sum-exp is written out without the max-shift: in float64 it cannot
     overflow for any start on the grid, an overflowing trial step gives +inf,
     which the line search rejects, and it saves a third of the exponentials.
     """
@@ -53,7 +56,12 @@ def objective(x, w, logN, logD, logL, scale):
 
 
 def derived(p: dict) -> dict:
-    """a, b and G from (E, A, B, alpha, beta); works on scalars and on bootstrap arrays alike."""
+    """a, b and G from (E, A, B, alpha, beta); works on scalars and on bootstrap arrays alike.
+
+    a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)),
+    the exponents and coefficient of N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b (Hoffmann et al.
+    2022 §3.3 eq. 4). Returns float64 arrays shaped like the inputs (NaN where undefined).
+    """
     alpha, beta, A, B = (np.asarray(p[k], dtype=np.float64) for k in ("alpha", "beta", "A", "B"))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         s = alpha + beta
@@ -61,7 +69,11 @@ def derived(p: dict) -> dict:
 
 
 def loss(p: dict, N, D):
-    """Predicted loss at (N, D); broadcasts bootstrap arrays in ``p`` against N and D."""
+    """L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022 §3.3 eq. 2), in the fitted losses' unit.
+
+    N in parameters (total), D in tokens; broadcasts bootstrap arrays in ``p`` against N and D
+    (e.g. samples [R, 1] against N [1, k] gives [R, k]).
+    """
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # failed resamples are NaN
         return p["E"] + p["A"] / np.power(N, p["alpha"]) + p["B"] / np.power(D, p["beta"])
 
@@ -69,7 +81,8 @@ def loss(p: dict, N, D):
 def flop_model(N, flops_per_token) -> dict:
     """Exact FLOPs per token as a function of N, from runs: ``{"N": [...], "ratio_to_6N": [...]}``.
 
-    ``N`` (total parameters) and ``flops_per_token`` are per run; the ratio
+    ``N`` (total parameters) and ``flops_per_token`` (training FLOPs per token) are per run, [n]
+    each; the result lists the distinct N, ascending, and the dimensionless ratio; the ratio
     F(N) / 6N is averaged per distinct N.  ``flops_per_token_at`` interpolates
     it in log N and holds the nearest end value beyond the sampled sizes
     (the ratio falls towards 1 as models grow, so this overstates F there, a little).
@@ -81,7 +94,7 @@ def flop_model(N, flops_per_token) -> dict:
 
 
 def flops_per_token_at(model: dict, N):
-    """F(N) from a ``flop_model``; broadcasts over N."""
+    """F(N), training FLOPs per token at N parameters, from a ``flop_model``; broadcasts over N."""
     logn = np.log(np.asarray(model["N"], dtype=np.float64))
     r = np.log(np.asarray(model["ratio_to_6N"], dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -100,9 +113,10 @@ def _golden_log_n(f, lo, hi, iterations: int = 60):
 
 
 def compute_optimal(p: dict, C, flops: dict | None = None) -> dict:
-    """N_opt, D_opt, tokens per parameter and the loss there, at compute C (FLOPs).
+    """N_opt (parameters), D_opt (tokens), tokens per parameter and the loss there, at compute C (FLOPs).
 
-    Without ``flops`` (a ``flop_model``), C = 6 N D and the closed form of
+    Returns ``{"N_opt", "D_opt", "tokens_per_param", "loss"}``, each shaped like C broadcast
+    against the arrays in ``p``. Without ``flops`` (a ``flop_model``), C = 6 N D and the closed form of
     Hoffmann et al. (2022, eq. 4) is used; with it, C = F(N) D and
     L(N, C / F(N)) is minimised over log N within 1e-5 of the closed-form
     answer's neighbourhood (a factor e^8 either way).  Broadcasts bootstrap
@@ -134,11 +148,20 @@ def fit_chinchilla(N, D, loss_values, *, weights=None, drop_top: int = 0, bootst
                    **optimizer) -> FitResult:
     """Approach 3 on final losses; N must count all parameters (Hoffmann et al.'s convention).
 
+    ``N`` (parameters), ``D`` (tokens) and ``loss_values`` (final loss, e.g. nats/token) are one
+    value per run, at least 6 runs with 2 or more distinct N and D. The fit minimises the summed
+    Huber loss (delta 1e-3) of log-loss residuals with L-BFGS from ``GRID`` (Hoffmann et al. 2022
+    §3.3, with the sum rather than the mean as Besiroglu et al. 2024 showed it must be);
+    ``reduction="mean"`` reproduces the early-stopping flaw. Params: E, A, B, alpha, beta and
+    the derived a, b, G. ``weights`` weigh points; ``drop_top`` drops that many highest losses.
     ``flops_per_token`` (optional, one per point) is each run's exact training
     FLOPs per token; with it the compute-optimal allocation uses C = F(N) D
     instead of 6ND.  The result carries the verdict of ``analysis.identify``
     and of the bootstrap-health checks; the objective's profiles along E and
     the exponents are in ``extra["profiles"]``.
+
+    Raises FitError for too few points or distinct N/D, non-positive or non-finite values,
+    lengths that differ, a fit that diverged from every start, or alpha or beta <= 0.
     """
     pts = prepare("chinchilla fit", 6, loss=loss_values, N=N, D=D, drop_top=drop_top, weights=weights)
     require_distinct("N", pts["N"], 2, "chinchilla fit")

@@ -326,6 +326,11 @@ def register(subparsers) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the analysis commands alone (``python -m analysis.cli``) on ``argv`` (default sys.argv).
+
+    Returns the exit code: 0, or ``EXIT_BAD_INPUT`` after one ``error:`` line when the input cannot
+    be fitted (FitError) or read (OSError).
+    """
     parser = argparse.ArgumentParser(prog="scaling-analysis", description="Scaling-law fits from run directories "
                                                                           "or CSV files.")
     register(parser.add_subparsers(dest="command", required=True))

@@ -27,7 +27,10 @@ GRID_POINTS = 200
 
 @dataclass(frozen=True)
 class Curves:
-    """Training curves resampled on a common compute grid (NaN where a run has no data)."""
+    """Training curves resampled on a common compute grid (NaN where a run has no data).
+
+    ``grid`` [G] in FLOPs; ``loss`` and ``tokens`` [runs, G]; ``n`` [runs] parameters.
+    """
 
     grid: np.ndarray
     loss: np.ndarray
@@ -47,7 +50,8 @@ def make_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n, poin
 
     The grid runs from the smallest final compute of any run to the largest:
     below that point the small end of the envelope is decided by whichever run
-    logged first, not by which is best.
+    logged first, not by which is best. ``points`` log-spaced grid values; runs with fewer than two
+    logged points are left out. Raises FitError when fewer than two runs remain.
     """
     usable = [(i, c) for i, c in enumerate(curves) if len(c[0]) >= 2]
     if len(usable) < 2:
@@ -65,7 +69,11 @@ def make_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n, poin
 
 
 def envelope(curves: Curves, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per resample (row of ``counts`` over runs): the envelope loss and the winning run, NaN/-1 if none."""
+    """Per resample (row of ``counts`` over runs): the envelope loss and the winning run, NaN/-1 if none.
+
+    ``counts`` is [R, runs] (a run is present where its count is > 0); returns loss [R, G] and
+    winner index [R, G].
+    """
     present = counts[:, :, None] > 0
     masked = np.where(present & np.isfinite(curves.loss)[None], curves.loss[None], np.inf)
     winner = np.argmin(masked, axis=1)
@@ -74,7 +82,10 @@ def envelope(curves: Curves, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def fit_frontier(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> FitResult:
-    """Kaplan's L(C_min): a power law through the envelope (bootstrap over runs)."""
+    """Kaplan's L(C_min) = (C_c/C_min)^alpha_C (Kaplan et al. 2020 eq. 1.3): a power law through the envelope.
+
+    C in FLOPs; the bootstrap resamples runs and rebuilds the envelope each time.
+    """
     ones = np.ones((1, len(curves.n)))
     best, _ = envelope(curves, ones)
     ok = np.isfinite(best[0])
@@ -113,7 +124,12 @@ def _approach1_points(curves: Curves, counts: np.ndarray):
 
 
 def fit_approach1(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> FitResult:
-    """Chinchilla Approach 1: N_opt(C) = N_coef C^a and D_opt(C) = D_coef C^b from the envelope."""
+    """Chinchilla Approach 1 (Hoffmann et al. 2022 §3.1): N_opt(C) = N_coef C^a and D_opt(C) = D_coef C^b.
+
+    At each grid compute C (FLOPs) the envelope's winning run gives N (parameters) and its tokens
+    so far D; winners that are the smallest or largest run reaching that C are left out, being
+    bounds, not optima. Raises FitError when fewer than 2 distinct sizes win away from the edges.
+    """
     logc = np.log(curves.grid)
     logn, logd, interior = _approach1_points(curves, np.ones((1, len(curves.n))))
     winners = np.unique(logn[0][interior[0]])

@@ -111,6 +111,11 @@ def fit_isoflop(N, D, loss_values, C, *, budgets=None, weights=None, drop_top: i
     either it or C is grouped into budgets with ``snap_budgets``.
     ``check_compute`` compares C with 6ND (for given C of unknown provenance;
     a sweep's exact counts legitimately differ from 6ND for tiny models).
+
+    Units: N in parameters, D in tokens, C in FLOPs, one of each per run. Params: a, N_coef, b,
+    D_coef (Hoffmann et al. 2022 §3.2); ``extra["minima"]`` the per-budget optima. ``weighted``
+    needs a bootstrap. Raises FitError for bad or too few points, or fewer than 2 budgets with a
+    bracketed minimum inside the sampled sizes.
     """
     cols = {"N": N, "D": D, "C": C} if budgets is None else {"N": N, "D": D, "C": C, "budget": budgets}
     pts = prepare("isoflop fit", 2 * min_points_per_budget, loss=loss_values, drop_top=drop_top, weights=weights,
@@ -215,7 +220,8 @@ def fit_optima(C, n_opt, d_opt, *, n_sd=None, d_sd=None, bootstrap: Bootstrap = 
     ``n_sd``/``d_sd`` are standard deviations of log N*/log D*; each budget then
     gets weight 1/sd^2, which is what ``numpy.polyfit(log C, log N*, 1, w=1/sd)``
     does and what reproduces Porian et al.'s "weighted" fits.  The bootstrap
-    resamples budgets.
+    resamples budgets. C in FLOPs, n_opt in parameters, d_opt in tokens, one per budget (at
+    least 3). Raises FitError for bad or too few values or non-finite weights.
     """
     cols = {"C": C, "N_opt": n_opt, "D_opt": d_opt}
     pts = prepare("optima fit", 3, loss=np.ones(len(np.atleast_1d(C))), **cols)

@@ -41,7 +41,14 @@ ND_GRID = np.array(list(itertools.product(np.arange(5.0, 40.0, 5.0), np.arange(5
 
 def fit_kaplan_single(law: str, x, loss_values, *, weights=None, drop_top: int = 0,
                       bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, n_kind: str | None = None) -> FitResult:
-    """Fit one of Kaplan's one-variable power laws (``law`` in kaplan_n, kaplan_d, kaplan_compute)."""
+    """Fit one of Kaplan's one-variable power laws (``law`` in kaplan_n, kaplan_d, kaplan_compute).
+
+    L(X) = (X_c / X)^alpha_X (Kaplan et al. 2020 §1.2, eqs. 1.1-1.3), fitted as a weighted
+    least-squares line of log loss on log X; ``x`` is N (parameters), D (tokens) or C (FLOPs), one
+    per point (at least 3, 2 distinct), ``loss_values`` the losses (Kaplan: nats/token). Params:
+    the exponent and the scale X_c in X's units. Fewer than 3 distinct X is flagged. Raises
+    FitError for bad or too few points, or a loss that does not fall with X.
+    """
     var, exp_name, scale_name, formula, default_kind = _SINGLE[law]
     pts = prepare(f"{law} fit", 3, loss=loss_values, drop_top=drop_top, weights=weights, **{var: x})
     require_distinct(var, pts[var], 2, f"{law} fit")
@@ -91,35 +98,45 @@ def flag_confounded(result: FitResult, N, D) -> None:
 
 
 def fit_kaplan_n(N, loss_values, **kw) -> FitResult:
-    """L(N) on converged losses; N should be the non-embedding count."""
+    """L(N) = (N_c/N)^alpha_N on converged losses; N should be the non-embedding count (parameters)."""
     return fit_kaplan_single("kaplan_n", N, loss_values, **kw)
 
 
 def fit_kaplan_d(D, loss_values, **kw) -> FitResult:
-    """L(D) on losses of models large enough that data is the bottleneck."""
+    """L(D) = (D_c/D)^alpha_D (D in tokens) on losses of models large enough that data is the bottleneck."""
     return fit_kaplan_single("kaplan_d", D, loss_values, **kw)
 
 
 def fit_kaplan_compute(C, loss_values, **kw) -> FitResult:
-    """L(C_min) on the lower envelope of training curves (see ``analysis.frontier``)."""
+    """L(C_min) = (C_c/C_min)^alpha_C (C in FLOPs) on the lower envelope of training curves (``analysis.frontier``)."""
     return fit_kaplan_single("kaplan_compute", C, loss_values, **kw)
 
 
 def nd_objective(x, w, logN, logD, logL, scale):
-    """Huber loss of the joint law in log space: alpha_D * LSE(r (log N_c - log N), log D_c - log D)."""
+    """Huber loss of the joint law in log space: alpha_D * LSE(r (log N_c - log N), log D_c - log D).
+
+    r = alpha_N / alpha_D; ``x`` = [log N_c, log D_c, alpha_N, alpha_D] (shape [4]);
+    the other arguments as in ``chinchilla.objective``. Returns a scalar.
+    """
     lnc, ldc, alpha_n, alpha_d = x[0], x[1], x[2], x[3]
     pred = alpha_d * jnp.logaddexp((alpha_n / alpha_d) * (lnc - logN), ldc - logD)
     return scale[0] * jnp.sum(w * huber(pred - logL))
 
 
 def nd_loss(p: dict, N, D):
-    """Joint-law loss at (N, D); broadcasts bootstrap arrays in ``p``."""
+    """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan et al. 2020 eq. 1.5) at N (non-embedding
+    parameters) and D (tokens); broadcasts bootstrap arrays in ``p``."""
     return ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
 
 
 def fit_kaplan_nd(N, D, loss_values, *, weights=None, drop_top: int = 0, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
                   **optimizer) -> FitResult:
-    """Joint L(N, D) with non-embedding N."""
+    """Joint L(N, D) (Kaplan et al. 2020 eq. 1.5) with non-embedding N (parameters) and D (tokens).
+
+    One loss per run, at least 5 runs with 2 or more distinct N and D; fitted like
+    ``chinchilla.fit_chinchilla`` (summed Huber on log-loss residuals, L-BFGS from ``ND_GRID``).
+    Raises FitError for bad or too few points, a divergent fit, or an exponent <= 0.
+    """
     pts = prepare("kaplan_nd fit", 5, loss=loss_values, N=N, D=D, drop_top=drop_top, weights=weights)
     require_distinct("N", pts["N"], 2, "kaplan_nd fit")
     require_distinct("D", pts["D"], 2, "kaplan_nd fit")

@@ -74,6 +74,7 @@ class Sweep:
         return units.pop() if len(units) == 1 else "loss (runs differ in tokenizer: not comparable)"
 
     def column(self, name: str) -> np.ndarray:
+        """Attribute ``name`` of every run (e.g. "n_params", "tokens", "compute") as float64 [n_runs]."""
         return np.array([getattr(r, name) for r in self.runs], dtype=np.float64)
 
     def table(self) -> list[dict]:

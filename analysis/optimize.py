@@ -56,6 +56,8 @@ class BatchResult:
 
     @property
     def converged(self) -> np.ndarray:
+        """Bool [lanes]: the lane stopped on the gradient or relative-decrease tolerance, not on maxiter or a
+        failed line search."""
         return (self.status == STATUS_GTOL) | (self.status == STATUS_FTOL)
 
 
@@ -181,6 +183,13 @@ def _tiles(lanes: np.ndarray):
 def minimize(objective, x0, weights, data, *, gtol=1e-9, ftol=1e-15, maxiter=2000, memory=10,
              chunk=25) -> BatchResult:
     """Minimise ``objective(x, w, *data)`` from each row of ``x0`` with the matching row of ``weights``.
+
+    Batched L-BFGS (Nocedal & Wright 2006, Algorithm 7.4/7.5) with a backtracking Armijo line
+    search, in float64. ``x0`` is [lanes, P] or [P]; ``weights`` [lanes, n] or [n] (the two
+    broadcast over lanes); ``data`` a tuple of per-point arrays [n], shared by every lane.
+    A lane stops when its largest gradient component falls below ``gtol``, the relative decrease below
+    ``ftol``, the line search finds no decrease, or after ``maxiter`` iterations (``memory`` is
+    the number of stored curvature pairs). Returns a BatchResult with one row per lane.
 
     ``objective`` must be a module-level function (it is a static jit argument).
     A vmapped while-loop costs as much as its slowest lane times the batch, so

@@ -39,14 +39,22 @@ FTOL = 1e-14
 
 
 def huber(r, delta=HUBER_DELTA):
-    """Quadratic within delta of zero, linear beyond: robust to the odd bad run."""
+    """Huber's (1964) loss, elementwise: r^2/2 within delta of zero, delta (|r| - delta/2) beyond.
+
+    Robust to the odd bad run. delta = 1e-3 on log-loss residuals is Hoffmann et al. 2022 §3.3's.
+    """
     a = jnp.abs(r)
     return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 @dataclass(frozen=True)
 class ParametricFit:
-    """Best point ``x``, bootstrap refits ``samples``, and the polished starts (for the identifiability checks)."""
+    """Best point ``x``, bootstrap refits ``samples``, and the polished starts (for the identifiability checks).
+
+    With P parameters: ``x`` [P]; ``samples`` [R, P] (a row of NaN where a resample failed;
+    [0, P] without a bootstrap); ``polished_x`` [S, P] and ``polished_f`` [S] for the S polished
+    starts; ``data`` the objective's (logN, logD, logL, scale) and ``weights`` [n].
+    """
 
     x: np.ndarray
     samples: np.ndarray
@@ -117,7 +125,13 @@ def fit_huber_grid(objective, grid: np.ndarray, logs: tuple[np.ndarray, np.ndarr
                    weights: np.ndarray, bootstrap: Bootstrap, *, reduction: str = "sum",
                    grid_iterations: int = 50, polish: int = 32, gtol: float = GTOL, ftol: float = FTOL,
                    maxiter: int = 2000) -> ParametricFit:
-    """Best-of-grid fit of ``objective`` to (logN, logD, logL) plus bootstrap refits."""
+    """Best-of-grid fit of ``objective`` to (logN, logD, logL) plus bootstrap refits.
+
+    ``grid`` is [starts, P]; ``logs`` three [n] arrays of natural logs; ``weights`` [n].
+    ``reduction`` is "sum" (correct) or "mean" (the early-stopping flaw Besiroglu et al. 2024
+    found in the printed Chinchilla fit). Raises FitError for another reduction, or when every
+    start diverges.
+    """
     if reduction not in ("sum", "mean"):
         raise FitError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     n = len(weights)

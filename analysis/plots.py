@@ -55,6 +55,8 @@ def _unidentified_label(fit: FitResult) -> str:
 
 @dataclass(frozen=True)
 class Drawn:
+    """One saved figure: its file stem, title and caption (for the report), and the PNG and SVG paths."""
+
     name: str
     title: str
     caption: str
@@ -106,6 +108,10 @@ def _colourbar(fig, ax, norm, label):
 
 
 def loss_curves(sweep: Sweep, out: Path) -> Drawn:
+    """Validation loss against training tokens D, one line per run coloured by total N (log colour scale).
+
+    Writes ``out/loss_curves.png`` and ``.svg``; ``out`` must exist.
+    """
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     norm = _size_coloured_curves(ax, sweep, x_of=lambda flops, tokens: tokens, lw=1.0, alpha=0.85)
@@ -116,6 +122,13 @@ def loss_curves(sweep: Sweep, out: Path) -> Drawn:
 
 
 def compute_frontier(sweep: Sweep, fits: dict, out: Path) -> Drawn:
+    """Every training curve against exact training FLOPs C, their lower envelope (the compute-efficient
+    frontier of Kaplan et al. 2020 and Hoffmann et al. 2022 Approach 1), and ``fits["kaplan_compute"]``,
+    L(C_min) = (C_c / C_min)^alpha_C, when present, drawn ``EXTRAPOLATE`` times past the data with
+    its bootstrap band.
+
+    ``fits`` maps law names to FitResults. Writes ``out/compute_frontier.png`` and ``.svg``.
+    """
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     norm = _size_coloured_curves(ax, sweep, x_of=lambda flops, tokens: flops, lw=0.8, alpha=0.5)
@@ -147,6 +160,12 @@ def compute_frontier(sweep: Sweep, fits: dict, out: Path) -> Drawn:
 
 
 def isoflop_profiles(fit: FitResult, out: Path, unit: str) -> Drawn:
+    """Final loss against N at each FLOP budget, a parabola in log N per budget (Hoffmann et al. 2022 §3.2,
+    Approach 2) and the minima the fit used; the caption names the budgets left out and why.
+
+    ``fit`` is an IsoFLOP FitResult (``analysis.isoflop``); ``unit`` labels the loss axis
+    (e.g. "nats per token"). Writes ``out/isoflop_profiles.png`` and ``.svg``.
+    """
     fig = Figure(figsize=(6.8, 4.6))
     ax = fig.add_subplot()
     N, loss, budget = (np.asarray(fit.data[k]) for k in ("N", "loss", "budget"))
@@ -224,6 +243,12 @@ def optimal_allocation(fits: dict, out: Path, data_edge: float) -> Drawn | None:
 
 
 def parametric_contours(fit: FitResult, out: Path, unit: str) -> Drawn:
+    """Contours of the fitted L(N, D) = E + A/N^alpha + B/D^beta over N (parameters) x D (tokens), with
+    IsoFLOP lines at C = 6ND, the compute-optimal frontier (``chinchilla.compute_optimal``, with the
+    fit's exact-FLOP model when it has one) and the runs coloured by final loss in ``unit``.
+
+    ``fit`` is a Chinchilla Approach 3 FitResult. Writes ``out/parametric_contours.png`` and ``.svg``.
+    """
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
     N, D, loss = (np.asarray(fit.data[k]) for k in ("N", "D", "loss"))
@@ -255,6 +280,12 @@ def parametric_contours(fit: FitResult, out: Path, unit: str) -> Drawn:
 
 
 def kaplan_laws(fits: dict, out: Path, unit: str) -> Drawn | None:
+    """One panel each for Kaplan et al. 2020's L(N) (non-embedding N) and L(D) (tokens), whichever of
+    ``fits["kaplan_n"]`` and ``fits["kaplan_d"]`` exist: the points fitted, the law drawn
+    ``EXTRAPOLATE`` times past them, and its bootstrap band. None when neither fit exists.
+
+    Writes ``out/kaplan_laws.png`` and ``.svg``.
+    """
     panels = [(k, fits[k]) for k in ("kaplan_n", "kaplan_d") if k in fits]
     if not panels:
         return None

@@ -33,6 +33,7 @@ class Points:
         return len(self.weights)
 
     def notes(self) -> list[str]:
+        """A line naming the highest-loss points ``drop_top`` removed (original indices), or [] if none."""
         if not len(self.dropped):
             return []
         return [f"dropped the {len(self.dropped)} highest-loss point(s) at original index {self.dropped.tolist()}"]

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def fit_lines(u: np.ndarray, v: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares slope and intercept of v on u, one per row.
+    """Weighted least-squares slope and intercept of v on u, one per row: each a float64 [rows].
 
     ``u``, ``v`` and ``weights`` broadcast against each other as rows of points
     (1-D means shared by all rows); NaN entries of u or v get zero weight.  A row whose

@@ -59,6 +59,7 @@ class FitResult:
 
     @property
     def resamples(self) -> int:
+        """Bootstrap resamples drawn (usable or not; see ``usable_resamples``); 0 without a bootstrap."""
         return len(next(iter(self.samples.values()))) if self.samples else 0
 
     @property
@@ -76,6 +77,10 @@ class FitResult:
                 for k, v in self.samples.items()}
 
     def to_json(self) -> dict:
+        """The fit as a JSON-ready dict (one entry of fits.json): law, formula, n_kind, verdict and
+        diagnostics, params and intervals, the bootstrap samples, data, residuals, notes,
+        convergence and extra. Non-finite floats stay NaN/inf here: pass it through ``to_jsonable``
+        for strict JSON. ``from_json`` reads it back."""
         return {
             "law": self.law, "formula": self.formula, "n_kind": self.n_kind,
             "status": self.status, "diagnostics": self.diagnostics,

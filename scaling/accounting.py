@@ -38,15 +38,23 @@ COUNTING = ("matmul FLOPs per hoffmann2022 appendix F: no embedding-lookup or so
 
 @dataclasses.dataclass(frozen=True)
 class Accounting:
-    n_params: int
-    n_params_embedding: int
-    n_params_non_embedding: int
+    """The size and cost of one model config, as written to ``run.json`` and used to plan budgets.
+
+    Parameter counts are in parameters (N); FLOP figures are FLOPs per trained token, so a run of
+    D tokens costs ``flops_per_token * D`` FLOPs. ``flops_counting`` names the convention (the
+    module docstring) so a reader of a run directory knows what was counted.
+    """
+
+    n_params: int  # total N: embedding + non-embedding (Hoffmann et al. 2022 convention)
+    n_params_embedding: int  # token table V x D, plus the T x D position table when learned
+    n_params_non_embedding: int  # everything else, an untied output matrix included (Kaplan et al. 2020 N)
     flops_per_token: float  # training (forward + backward) matmul FLOPs per token, exact count
     flops_per_token_6n: float  # the 6N approximation with total N, for comparison
-    forward_flops_per_token: float
+    forward_flops_per_token: float  # forward-pass matmul FLOPs per token (one third of flops_per_token)
     flops_counting: str = COUNTING
 
     def as_dict(self) -> dict:
+        """The fields as a plain JSON-ready dict (ints and floats), keyed by field name."""
         return dataclasses.asdict(self)
 
 
@@ -64,8 +72,11 @@ def forward_matmul_terms(cfg: ModelConfig) -> dict[str, int]:
     """Forward-pass matmul FLOPs per token, by term: {"qkv", "logits", "values", "out", "mlp", "head"}.
 
     Each is 2 x (inputs contracted) x (outputs) per token, summed over layers (Hoffmann et al. 2022,
-    Appendix F): "logits" is q @ k^T over the full T x T matrix, "values" the probabilities @ v,
-    "head" the output layer (tied or not). Raises ValueError when the vocabulary size is unset.
+    Appendix F). With L layers, width D, attention width NH = n_head x head_dim, MLP width F,
+    context T and vocabulary V: "qkv" = L·2·D·3NH, "logits" = L·2·T·NH (q @ k^T over the full
+    T x T matrix), "values" = L·2·T·NH (probabilities @ v), "out" = L·2·NH·D, "mlp" = L·2·k·D·F with
+    k = 2 matrices for GELU and 3 for SwiGLU, "head" = 2·D·V (the output layer, tied or not).
+    Values are ints, in FLOPs per token. Raises ValueError when the vocabulary size is unset.
     """
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is unset; counting needs it")
@@ -82,9 +93,13 @@ def forward_matmul_terms(cfg: ModelConfig) -> dict[str, int]:
 
 
 def count(cfg: ModelConfig) -> Accounting:
-    """Parameter counts and training FLOPs per token (the module docstring says what is counted).
+    """Parameter counts (in parameters) and training FLOPs per token for ``cfg``, without building it.
 
-    Raises ValueError when the vocabulary size is unset.
+    Training FLOPs are 3x the forward matmul FLOPs of ``forward_matmul_terms`` (the backward pass
+    does one matmul for the input gradient and one for the weight gradient per forward matmul,
+    Hoffmann et al. 2022 Appendix F); the module docstring says what is and is not counted.
+    ``flops_per_token_6n`` is Kaplan et al. 2020's C ≈ 6N per token with total N, kept for
+    comparison. Raises ValueError when the vocabulary size is unset.
     """
     forward = sum(forward_matmul_terms(cfg).values())
     V, D, T, L = cfg.vocab_size, cfg.d_model, cfg.seq_len, cfg.n_layer

@@ -67,6 +67,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The full ``scaling`` argument parser: params, train, quickstart, plus the data, sweep and analysis groups.
+
+    Each subcommand sets ``func`` (called with the parsed args, returning an exit code).
+    """
     from analysis import cli as analysis_cli
     from scaling import config
     from scaling.data import cli as data_cli

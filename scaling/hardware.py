@@ -19,7 +19,11 @@ _PEAKS: tuple[tuple[str, float], ...] = (
 
 
 def peak_flops(device_kind: str) -> float | None:
-    """The chip's dense bf16 peak, or None when it is not in the table (never a guess)."""
+    """The chip's dense bf16 peak in FLOP/s, or None when it is not in the table (never a guess).
+
+    ``device_kind`` is JAX's ``Device.device_kind`` string (e.g. "NVIDIA H100 80GB HBM3");
+    matching is a case-insensitive substring test, first entry wins.
+    """
     for name, peak in _PEAKS:
         if name.lower() in device_kind.lower():
             return peak
@@ -27,6 +31,8 @@ def peak_flops(device_kind: str) -> float | None:
 
 
 def describe() -> dict:
+    """The accelerator this process sees, for ``run.json``: backend, device_kind, n_devices, n_processes,
+    and peak_flops_per_device (FLOP/s per chip, None when unknown)."""
     import jax  # here rather than at the top, so that `scaling --help` starts without loading jax
 
     devices = jax.devices()
@@ -36,5 +42,10 @@ def describe() -> dict:
 
 
 def mfu(flops_per_s: float, device_kind: str, n_devices: int) -> float | None:
+    """Model FLOPs utilisation: achieved model FLOP/s over the summed bf16 peak of ``n_devices`` chips.
+
+    A fraction in [0, 1] for honest inputs (Chowdhery et al. 2022, PaLM, where
+    model FLOPs exclude rematerialisation); None when the chip's peak is unknown.
+    """
     peak = peak_flops(device_kind)
     return None if peak is None else flops_per_s / (peak * n_devices)

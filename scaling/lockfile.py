@@ -34,6 +34,7 @@ def read_holder(path: Path) -> dict:
 
 
 def describe(holder: dict) -> str:
+    """A lock holder (as ``read_holder`` returns it) in words for an error message: "pid P on host H (since T)"."""
     if not holder:
         return "an unknown process"
     return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (since {holder.get('since', '?')})"
@@ -64,6 +65,11 @@ class DirLock:
         self.fd: int | None = None
 
     def acquire(self) -> DirLock:
+        """Take the lock without waiting and write this process's pid, host and UTC start time into it.
+
+        Returns self. Raises ``Locked`` (a UserError naming the holder, plus ``hint``) when another
+        live process holds it.
+        """
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -87,6 +93,7 @@ class DirLock:
         return self
 
     def release(self) -> None:
+        """Remove the lock file and drop the lock; a no-op when not held."""
         if self.fd is None:
             return
         try:

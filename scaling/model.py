@@ -28,7 +28,12 @@ def _logical(init, axes: tuple[str | None, ...]):
 
 
 def attention_implementation(cfg: ModelConfig) -> str | None:
-    """cuDNN flash attention where it can run (GPU, half precision, head dim multiple of 8 up to 256), XLA elsewhere."""
+    """The ``implementation`` argument for ``jax.nn.dot_product_attention``: "cudnn" or None (XLA).
+
+    ``model.attention=auto`` picks cuDNN flash attention where it can run (GPU backend, bfloat16
+    compute, head dim a multiple of 8 up to 256) and XLA elsewhere; ``xla`` always returns None.
+    Raises ValueError when ``cudnn`` is asked for where it cannot run.
+    """
     if cfg.attention == "xla":
         return None
     usable = (jax.default_backend() == "gpu" and cfg.compute_dtype == "bfloat16"
@@ -43,7 +48,12 @@ def attention_implementation(cfg: ModelConfig) -> str | None:
 
 
 def rotary(x_BTNH: jax.Array, theta: float) -> jax.Array:
-    """Rotate channel pairs by position-dependent angles (Su et al. 2021), in float32."""
+    """Rotary position embedding (RoPE, Su et al. 2021): rotate channel pairs by position.
+
+    ``x_BTNH`` is queries or keys; channel i of the first half pairs with channel i of the second
+    half and both turn by angle t·theta^(-2i/H) at position t. Computed in float32 and returned
+    in the input dtype, same shape [B, T, N, H]. H must be even.
+    """
     T, H = x_BTNH.shape[1], x_BTNH.shape[3]
     freqs_h = theta ** (-jnp.arange(0, H, 2, dtype=jnp.float32) / H)
     angles_TH = jnp.arange(T, dtype=jnp.float32)[:, None] * freqs_h[None, :]
@@ -80,6 +90,14 @@ def _dense(cfg: ModelConfig, name: str, features, kernel_axes: tuple, init, axis
 
 
 class Attention(nn.Module):
+    """Causal multi-head self-attention: x_BTD -> y_BTD.
+
+    One fused qkv projection D -> 3 x N x H, optional RoPE on q and k, scaled dot-product
+    attention with scale 1/sqrt(H) (Vaswani et al. 2017 §3.2.1) through
+    ``attention_implementation``, and an output projection N x H -> D initialised for the
+    residual stream.
+    """
+
     cfg: ModelConfig
 
     @nn.compact
@@ -100,6 +118,12 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """Position-wise feed-forward layer: x_BTD -> y_BTD through width F = ``cfg.ff_dim``.
+
+    GELU (tanh approximation, as GPT-2) with two matrices, or SwiGLU (Shazeer 2020) with a fused
+    gate/up projection D -> 2 x F and a down projection F -> D.
+    """
+
     cfg: ModelConfig
 
     @nn.compact
@@ -116,6 +140,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-norm transformer layer: x + Attention(Norm(x)), then x + MLP(Norm(x)); [B, T, D] -> [B, T, D].
+
+    Dropout (rate ``cfg.dropout``) applies to each branch's output unless ``deterministic``.
+    """
+
     cfg: ModelConfig
 
     @nn.compact
@@ -126,6 +155,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The whole decoder: int token ids tokens_BT -> float32 next-token logits_BTV.
+
+    Token embedding (plus a learned position table when ``position=learned``), ``n_layer``
+    blocks (rematerialised in the backward pass when ``remat``), a final norm, and an output
+    layer that is the embedding transposed when ``tie_embeddings``. T may be shorter than
+    ``seq_len``. Raises ValueError when ``vocab_size`` is unset.
+    """
+
     cfg: ModelConfig
 
     @nn.compact
@@ -159,22 +196,28 @@ def _dummy_tokens(cfg: ModelConfig) -> jax.Array:
 
 
 def init_boxed(cfg: ModelConfig, key: jax.Array):
-    """Parameters still wrapped in their logical-axis metadata (for sharding rules)."""
+    """Parameters still wrapped in their logical-axis metadata (for sharding rules).
+
+    ``key`` is a JAX PRNG key; the result is the ``params`` collection as nn.Partitioned boxes.
+    """
     return GPT(cfg).init(key, _dummy_tokens(cfg))["params"]
 
 
 def init(cfg: ModelConfig, key: jax.Array):
-    """A plain pytree of float32 parameters."""
+    """A plain pytree of float32 parameters drawn from PRNG ``key``; raises ValueError if vocab_size is unset."""
     return nn.unbox(init_boxed(cfg, key))
 
 
 def logical_axes(cfg: ModelConfig):
-    """The logical axis names of every parameter, without allocating any."""
+    """The logical axis names of every parameter (a pytree of PartitionSpecs), without allocating any."""
     boxed = jax.eval_shape(functools.partial(init_boxed, cfg), jax.random.key(0))
     return nn.get_partition_spec(boxed)
 
 
 def apply(cfg: ModelConfig, params, tokens_BT: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
-    """Float32 next-token logits [B, T, V]; dropout is active only when a key is given."""
+    """Float32 next-token logits_BTV for int tokens_BT; dropout is active only when a key is given.
+
+    ``params`` is the pytree from ``init``; logits at position t predict token t+1.
+    """
     rngs = {"dropout": dropout_key} if dropout_key is not None else {}
     return GPT(cfg).apply({"params": params}, tokens_BT, deterministic=dropout_key is None, rngs=rngs)

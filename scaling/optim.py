@@ -61,6 +61,9 @@ class Schedule:
     ``shape`` is static; the numbers are ``args``, which the train step takes as arguments rather than
     compiling them in, so runs of one model shape share one compiled step whatever their length and
     peak rate (an IsoFLOP grid trains each shape at several lengths).
+
+    ``wsd`` is warmup-stable-decay (Hägele et al. 2024); ``cosine`` is the half-cosine decay of
+    Loshchilov & Hutter 2017 (SGDR) without restarts.
     """
 
     shape: str  # "cosine", "linear" or "1-sqrt": how the decay falls

@@ -76,7 +76,12 @@ def run_id(cfg: RunConfig) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What a config resolves to before any compute is spent."""
+    """What a config resolves to before any compute is spent.
+
+    ``cfg`` has its vocabulary filled in; ``total_steps`` optimizer steps of ``tokens_per_step``
+    (batch_size x seq_len) tokens each; ``run_dir`` is where the run writes (named by its run id
+    unless ``name`` is set).
+    """
 
     cfg: RunConfig
     dataset: TokenDataset
@@ -87,11 +92,15 @@ class Plan:
 
     @property
     def tokens_target(self) -> int:
+        """Tokens the run trains on (D): total_steps x tokens_per_step, the budget rounded to whole steps."""
         return self.total_steps * self.tokens_per_step
 
 
 def open_dataset(cfg: RunConfig) -> TokenDataset:
-    """The prepared dataset at ``data.path``, or ``data.source`` prepared (once, cached) with ``data.tokenizer``."""
+    """The prepared dataset at ``data.path``, or ``data.source`` prepared (once, cached) with ``data.tokenizer``.
+
+    Raises DataError (a UserError) when the path is not a prepared dataset or the source cannot be read.
+    """
     path = Path(cfg.data.path) if cfg.data.path else ensure_prepared(cfg.data.source, cfg.data.tokenizer)
     return TokenDataset(path)
 
@@ -101,6 +110,9 @@ def resolve_vocab(cfg: RunConfig, prepare: bool = True) -> tuple[RunConfig, Toke
 
     With ``prepare=False`` (``scaling params``) a dataset that is not on disk yet is not prepared just
     to check a set vocabulary; the byte tokenizer's fixed vocabulary is still checked.
+    Returns the config with ``model.vocab_size`` filled in, and the opened dataset (None when not
+    opened). Raises ``ConfigError`` when a set vocabulary is smaller than the tokenizer's, and
+    DataError when the dataset cannot be opened or prepared.
     """
     if not prepare and cfg.model.vocab_size is not None and cfg.data.path is None \
             and not is_prepared(cache_path(cfg.data.source, cfg.data.tokenizer)):

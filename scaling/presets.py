@@ -31,6 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get(name: str) -> dict[str, Any]:
+    """A copy of preset ``name``'s ModelConfig keys; raises ConfigError naming the known presets if unknown."""
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
     return dict(PRESETS[name])

@@ -35,6 +35,7 @@ STATUSES = run_format.STATUSES
 
 
 def now() -> str:
+    """The current UTC time as ISO 8601 to the second (``2026-01-31T12:00:00+00:00``), for run.json."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -57,6 +58,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 class RunDir:
+    """Paths and reads/writes of one run directory (config.yaml, run.json, metrics.jsonl, tb/, checkpoints/).
+
+    File names come from ``analysis.run_format``. Constructing it touches no file. When ``writes``
+    is False (every process but the first of a multi-process run) the writers validate their
+    input but write nothing, so one process owns the directory.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.config_path = self.path / run_format.CONFIG
@@ -68,6 +76,7 @@ class RunDir:
         self.writes = True  # False on every process but the first of a multi-process run
 
     def exists(self) -> bool:
+        """Whether a run was started here: its config.yaml is written before anything else."""
         return self.config_path.exists()
 
     def read_run(self) -> dict:
@@ -110,6 +119,7 @@ class RunDir:
                         return
 
     def read_metrics(self) -> list[dict]:
+        """Every complete metrics row in step order (``iter_metrics`` as a list; [] when there is no file)."""
         return list(self.iter_metrics())
 
     def last_metrics(self) -> dict | None:

@@ -21,6 +21,11 @@ RULES = (("embed", "fsdp"), ("vocab", None), ("heads", None), ("head_dim", None)
 
 
 def make_mesh(cfg: MeshConfig, devices=None) -> Mesh:
+    """A (data, fsdp) mesh with automatic axis types over ``devices`` (default: all visible).
+
+    -1 on one axis takes the devices the other leaves. Raises ConfigError when data x fsdp is
+    not the number of devices.
+    """
     devices = list(devices if devices is not None else jax.devices())
     n = len(devices)
     fsdp = cfg.fsdp if cfg.fsdp != -1 else n // max(cfg.data, 1)
@@ -42,6 +47,11 @@ def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSp
 
 
 def param_shardings(model_cfg: ModelConfig, abstract_params, mesh: Mesh):
+    """A NamedSharding per parameter, mapped from its logical axes through ``RULES``.
+
+    ``abstract_params`` (arrays or ShapeDtypeStructs) gives the shapes; a mesh axis that does not
+    divide its dimension is dropped, so that dimension stays whole. Same tree as the params.
+    """
     logical = model.logical_axes(model_cfg)
     is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
     return jax.tree.map(

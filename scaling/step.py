@@ -58,8 +58,12 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
 
     ``tx`` is ``optim.make``'s unit-rate transformation; the update is scaled here by the schedule's
     rate at ``state["step"]``, from numbers passed in at every call, so one compiled step serves runs of
-    any length and peak rate. With shardings given, the state keeps its layout across steps and metrics
-    come back replicated.
+    any length and peak rate. ``tokens_ABT1`` is int [A, B/A, T+1]; the update uses the token-mean
+    gradient over all A microbatches (see the module docstring). ``metrics``: ``train_loss``
+    (nats/token, before the update), ``grad_norm`` (global L2 norm of that gradient, before clipping)
+    and ``lr`` (the rate this update used). Dropout keys derive from ``seed`` and the step, so a
+    resumed run draws the same masks. The state argument is donated. With shardings given, the state
+    keeps its layout across steps and metrics come back replicated.
     """
     use_dropout = model_cfg.dropout > 0
     grad_fn = jax.value_and_grad(lambda p, t, k: nll_sum(model_cfg, p, t, k), has_aux=True)

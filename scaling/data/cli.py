@@ -22,6 +22,7 @@ _SOURCE_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data prepare`` (its options mirror ``writer.prepare``) to a parser's subcommands."""
     data = command(subparsers, "data", "prepare token datasets",
                    "scaling data prepare --source stdlib --tokenizer byte --out data/stdlib")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -44,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    """Prepare the dataset the parsed ``data prepare`` args describe, print its ``summary``, return 0.
+
+    Raises DataError (a UserError) for bad input: a missing source, an empty corpus, a bad
+    tokenizer spec, an existing output without ``--overwrite``.
+    """
     metadata = prepare(
         args.source,
         args.tokenizer,
@@ -58,6 +64,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def summary(metadata: dict, out) -> str:
+    """A few lines for a person: source, tokenizer, vocabulary, documents and tokens per split,
+    preparation time (seconds) and throughput (tokens/s), and notes on undecodable or binary files.
+
+    ``metadata`` is the dict ``prepare`` returns (the contents of metadata.json).
+    """
     train, val = metadata["splits"]["train"], metadata["splits"]["val"]
     total = train["tokens"] + val["tokens"]
     seconds = metadata["prepare_seconds"]
@@ -77,6 +88,7 @@ def summary(metadata: dict, out) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``data`` command alone on ``argv`` (default sys.argv); returns the exit code (2 for bad input)."""
     parser = argparse.ArgumentParser(prog="scaling")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

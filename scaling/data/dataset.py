@@ -23,6 +23,13 @@ _HASH_BLOCK_BYTES = 16 << 20
 
 
 class TokenDataset:
+    """A prepared dataset directory (``scaling data prepare``) opened for training and evaluation.
+
+    Construction reads metadata.json and checks each split's file size; it raises DataError
+    (a UserError) when the directory is not a complete prepared dataset of this format version.
+    Token counts are in tokens; ``split`` is "train" or "val" (anything else: ValueError).
+    """
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
@@ -42,16 +49,20 @@ class TokenDataset:
 
     @property
     def vocab_size(self) -> int:
+        """Number of token ids V (the model's vocabulary size), end-of-document token included."""
         return self.metadata["vocab_size"]
 
     @property
     def eot_id(self) -> int:
+        """The id of the end-of-document token that follows every document."""
         return self.metadata["eot_id"]
 
     def num_tokens(self, split: str) -> int:
+        """Tokens in ``split``, end-of-document tokens included."""
         return self.metadata["splits"][_known(split)]["tokens"]
 
     def num_documents(self, split: str) -> int:
+        """Documents in ``split`` (the train/val split is by whole documents)."""
         return self.metadata["splits"][_known(split)]["documents"]
 
     def tokens(self, split: str) -> np.ndarray:
@@ -75,14 +86,17 @@ class TokenDataset:
 
     @property
     def tokenizer(self) -> AnyTokenizer:
+        """The tokenizer the dataset was prepared with, loaded on first use."""
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.path, self.metadata["tokenizer"]["kind"])
         return self._tokenizer
 
     def decode(self, ids) -> str:
+        """Text of a sequence of token ids (invalid UTF-8 replaced by U+FFFD)."""
         return self.tokenizer.decode(ids)
 
     def num_windows(self, seq_len: int, split: str = "train") -> int:
+        """Windows of ``seq_len + 1`` tokens at stride ``seq_len`` in ``split`` (``windows.num_windows``)."""
         return windows.num_windows(self.num_tokens(split), seq_len)
 
     def epochs(self, tokens_trained: int, seq_len: int) -> float:
@@ -98,6 +112,11 @@ class TokenDataset:
     def val_batches(
         self, batch_size: int, seq_len: int, max_batches: int | None = None, rows: windows.Rows = None
     ) -> list[np.ndarray]:
+        """The fixed evaluation batches: int32 arrays ``[rows, seq_len + 1]``, the same every call.
+
+        At most ``max_batches``; raises DataError when the val split holds fewer than
+        ``batch_size`` windows. See ``windows.val_batches``.
+        """
         return windows.val_batches(self.tokens("val"), batch_size, seq_len, max_batches, rows)
 
 

@@ -21,10 +21,16 @@ SPLITS = ("train", "val")
 
 
 def split_file(split: str) -> str:
+    """The file name of a split's token ids inside a dataset directory: ``<split>.bin``."""
     return f"{split}.bin"
 
 
 def read_metadata(directory: Path) -> dict:
+    """The parsed metadata.json of a prepared dataset directory.
+
+    Raises DataError when the file is missing (not a prepared dataset), is not valid JSON, or
+    has a ``format_version`` other than ``FORMAT_VERSION``.
+    """
     path = Path(directory) / METADATA_FILE
     try:
         metadata = json.loads(path.read_text())
@@ -39,7 +45,10 @@ def read_metadata(directory: Path) -> dict:
 
 
 def check_sizes(directory: Path, metadata: dict) -> None:
-    """A stat per split: catches a truncated or missing file without reading it."""
+    """A stat per split: catches a truncated or missing file without reading it.
+
+    Each split's file must hold exactly tokens x itemsize bytes; raises DataError otherwise.
+    """
     itemsize = np.dtype(metadata["dtype"]).itemsize
     for split in SPLITS:
         path = Path(directory) / split_file(split)
@@ -50,6 +59,7 @@ def check_sizes(directory: Path, metadata: dict) -> None:
 
 
 def is_prepared(directory: Path) -> bool:
+    """Whether ``directory`` holds a complete prepared dataset (readable metadata, right file sizes)."""
     try:
         check_sizes(directory, read_metadata(directory))
     except DataError:

@@ -40,6 +40,10 @@ class TokenizerSpec:
 
     @classmethod
     def parse(cls, spec: str) -> TokenizerSpec:
+        """``byte`` (vocabulary 257) or ``bpe:VOCAB`` with an integer VOCAB >= 257.
+
+        Raises DataError (a UserError) for any other spelling.
+        """
         if spec == "byte":
             return cls("byte", _BYTE_EOT + 1)
         kind, _, vocab = spec.partition(":")
@@ -62,10 +66,13 @@ class ByteTokenizer:
 
     @property
     def dtype(self) -> np.dtype:
+        """The on-disk token dtype: little-endian uint16."""
         return token_dtype(self.vocab_size)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """One numpy scatter instead of a Python loop over bytes: the stdlib encodes in well under a second."""
+        """The documents' UTF-8 bytes, each followed by the end token, as one flat ``dtype`` array.
+
+        One numpy scatter instead of a Python loop over bytes: the stdlib encodes in well under a second."""
         encoded = [text.encode("utf-8") for text in texts]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1
         tokens = np.full(int(lengths.sum()), self.eot_id, dtype=self.dtype)
@@ -101,6 +108,8 @@ class BpeTokenizer:
 
     @classmethod
     def train(cls, texts: Sequence[str], vocab_size: int) -> BpeTokenizer:
+        """Train a byte-level BPE (Sennrich et al. 2016; GPT-2's byte-level variant, Radford et al. 2019)
+        of ``vocab_size`` tokens on ``texts``, ``<|endoftext|>`` included in that count."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tokenizer = Tokenizer(models.BPE())
@@ -117,24 +126,32 @@ class BpeTokenizer:
 
     @classmethod
     def load(cls, directory: Path) -> BpeTokenizer:
+        """The tokenizer saved in ``directory/tokenizer.json``.
+
+        A missing or damaged file raises the ``tokenizers`` library's own exception.
+        """
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_file(str(Path(directory) / TOKENIZER_FILE)))
 
     @property
     def dtype(self) -> np.dtype:
+        """The on-disk token dtype: little-endian uint16 up to 65,536 ids, else uint32."""
         return token_dtype(self.vocab_size)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Every document's ids followed by the end token, concatenated into one flat ``dtype`` array."""
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         count = sum(len(encoding) for encoding in encodings) + len(encodings)
         ids = chain.from_iterable(chain(encoding.ids, (self.eot_id,)) for encoding in encodings)
         return np.fromiter(ids, dtype=self.dtype, count=count)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """Text of ``ids``, end tokens written as ``<|endoftext|>``."""
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def save(self, directory: Path) -> None:
+        """Write ``directory/tokenizer.json`` (the file ``load`` reads)."""
         self._tokenizer.save(str(Path(directory) / TOKENIZER_FILE))
 
 
@@ -149,6 +166,10 @@ def build_tokenizer(spec: TokenizerSpec, texts: Sequence[str]) -> AnyTokenizer:
 
 
 def load_tokenizer(directory: Path, kind: str) -> AnyTokenizer:
+    """The tokenizer of a prepared dataset, by the ``kind`` its metadata records ("byte" or "bpe").
+
+    Raises DataError for any other kind.
+    """
     if kind == "byte":
         return ByteTokenizer()
     if kind == "bpe":

@@ -26,6 +26,10 @@ Rows = slice | np.ndarray | list[int] | None
 
 
 def num_windows(n_tokens: int, seq_len: int) -> int:
+    """Training windows in a split of ``n_tokens`` tokens: ``(n_tokens - 1) // seq_len``, at least 0.
+
+    Raises ValueError when ``seq_len`` < 1.
+    """
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     return max(0, (n_tokens - 1) // seq_len)

@@ -49,7 +49,16 @@ def prepare(
     text_field: str = "text",
     overwrite: bool = False,
 ) -> dict:
-    """Prepare ``source`` into ``out`` and return the metadata written there."""
+    """Prepare ``source`` into ``out`` and return the metadata written there.
+
+    ``source`` is a corpus spec (``read_corpus``), ``tokenizer`` "byte" or "bpe:VOCAB";
+    ``val_fraction`` of the documents (at least one), drawn with ``seed``, go to the val split.
+    ``out`` receives train.bin, val.bin, metadata.json (and tokenizer.json for BPE), built in a
+    temporary directory and renamed into place. The metadata gives, per split, tokens, documents
+    and sha256, plus vocab_size, eot_id, dtype and the preparation time in seconds. Raises
+    DataError for a bad tokenizer spec, fraction or seed, an unreadable or empty source, too few
+    documents to split, or an existing ``out`` (without ``overwrite``, or not a prepared dataset).
+    """
     spec = TokenizerSpec.parse(tokenizer)
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"validation fraction must lie strictly between 0 and 1, got {val_fraction}")

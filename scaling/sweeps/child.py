@@ -45,6 +45,8 @@ def environment(compile_cache: Path | None, extra: dict[str, str] | None = None)
 
 
 def command(run_dir: Path) -> list[str]:
+    """The argv that trains (or resumes) the run in ``run_dir``: ``<this python> -m scaling.cli train
+    <run_dir>/config.yaml``."""
     return [sys.executable, "-m", "scaling.cli", "train", str(run_dir / run_format.CONFIG)]
 
 

@@ -42,6 +42,7 @@ def _count(value: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``sweep plan|launch|status`` to a parser's subcommands; each sets ``func`` to its ``run_*`` handler."""
     sweep = command(subparsers, "sweep", "plan, launch and follow sweeps of runs",
                     "scaling sweep plan sweeps/quickstart.yaml",
                     description="Plan, launch and follow a sweep of runs described in a YAML file (see sweeps/).")
@@ -83,6 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_plan(args) -> int:
+    """Print the plan table (N, D, exact C, 6ND, estimated seconds per run) for ``--device`` at ``--mfu``; returns 0.
+
+    Raises SweepError/ConfigError (UserErrors) for a bad sweep file, overrides or device name.
+    """
     plan = _plan(args)
     throughput = estimate.for_device(args.device or estimate.current_device(), args.mfu)
     print(report.plan_table(plan, throughput, args.parallel))
@@ -108,6 +113,12 @@ def _gpus(value: str) -> list[str]:
 
 
 def executor_for(args, plan: planner.SweepPlan):
+    """The executor ``--executor`` names: a LocalExecutor over ``--gpus`` with ``--parallel`` slots, or a
+    SlurmExecutor with the sweep file's ``slurm`` parameters. Both share the compilation cache choice.
+
+    Raises SweepError when SLURM is asked for but submitit is not installed, no SLURM is reachable,
+    or the slurm parameters are invalid.
+    """
     cache = _compile_cache(args)
     if args.executor == "slurm":
         try:
@@ -124,6 +135,7 @@ def executor_for(args, plan: planner.SweepPlan):
 
 
 def run_launch(args) -> int:
+    """Plan the sweep, print its warnings to stderr, and launch it (``launcher.launch``); returns its exit code."""
     from scaling.sweeps import launcher
 
     plan = _plan(args)
@@ -134,6 +146,7 @@ def run_launch(args) -> int:
 
 
 def run_status(args) -> int:
+    """Print every planned run's state, read from the run directories (and who holds the launch lock); returns 0."""
     plan = _plan(args)
     print(report.status_table(plan, status.collect(plan.runs), sweepdir.holder(plan.sweep_dir)))
     return 0

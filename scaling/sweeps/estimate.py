@@ -29,6 +29,12 @@ _ACCELERATOR = {"step_overhead_s": 5e-3, "startup_s": 30.0}
 
 @dataclasses.dataclass(frozen=True)
 class Throughput:
+    """The cost model of one device: seconds = startup_s + steps x step_overhead_s + FLOPs / flops_per_s.
+
+    ``flops_per_s`` is sustained training FLOP/s (None: unknown device, no estimate); the overhead
+    is seconds per optimizer step, ``startup_s`` seconds per run (process start, data, compile).
+    """
+
     device: str
     flops_per_s: float | None  # None: unknown device, no estimate
     step_overhead_s: float
@@ -37,6 +43,8 @@ class Throughput:
     shared_note: str | None = None  # set where parallel runs share one device instead of one device each
 
     def seconds(self, steps: int, flops: float) -> float | None:
+        """Estimated wall seconds of a run of ``steps`` optimizer steps and ``flops`` exact training FLOPs;
+        None when the device's rate is unknown."""
         if self.flops_per_s is None:
             return None
         return self.startup_s + steps * self.step_overhead_s + flops / self.flops_per_s
@@ -56,6 +64,8 @@ def current_device() -> str:
 
 
 def for_device(device: str, mfu: float = DEFAULT_MFU) -> Throughput:
+    """The cost model of ``device``: "cpu" (calibrated constants), a chip with a published peak
+    (peak FLOP/s x ``mfu``, a fraction in (0, 1]), or an unknown chip (no estimate, and the basis says so)."""
     if device.lower() == "cpu":
         return Throughput("cpu", basis="calibrated on a 2-core x86 CPU, float32, compilation cache on: "
                           f"{_CPU['flops_per_s']:.2g} FLOP/s, {_CPU['step_overhead_s'] * 1e3:.0f} ms per step, "

@@ -11,6 +11,7 @@ def sci(x: float) -> str:
 
 
 def si(x: float) -> str:
+    """3 significant digits with a k/M/B/T suffix for 1e3/1e6/1e9/1e12 (parameter and token counts): 125M, 1.4T."""
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= scale:
             return f"{x / scale:.3g}{suffix}"
@@ -18,6 +19,7 @@ def si(x: float) -> str:
 
 
 def duration(seconds: float | None) -> str:
+    """A duration in seconds, compactly: 42s, 3m07s, 5h04m, 2.5d; "?" for None (unknown)."""
     if seconds is None:
         return "?"
     if seconds < 60:

@@ -73,7 +73,12 @@ def cpu_slots(parallel: int) -> list[frozenset[int]]:
 
 class LocalExecutor:
     """Runs as child processes of this one, at most ``parallel`` at a time: one per GPU (round-robin
-    when there are more runs than GPUs), or on CPUs each pinned to its own cores (``cpu_slots``)."""
+    when there are more runs than GPUs), or on CPUs each pinned to its own cores (``cpu_slots``).
+
+    ``env`` is the environment every run starts with (``child.environment``); ``gpus`` the device
+    ids to spread over ([] for CPU). The launcher drives it through ``start``, ``adopt``,
+    ``active``, ``finished`` and ``stop``, as it does ``SlurmExecutor``.
+    """
 
     name = "local"
 

@@ -30,6 +30,14 @@ BUDGET_TOLERANCE = 0.02  # an IsoFLOP run further than this from its budget is r
 
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
+    """One run of a sweep, resolved before anything runs: its config, size and cost.
+
+    ``n`` is N in parameters of the kind the sweep counts (``count``: total or non-embedding);
+    token figures are in tokens (D), FLOP figures in training FLOPs (C, the exact count of
+    ``scaling.accounting`` unless the name says 6ND). A WSD cooldown's ``after`` names the stable
+    run and the checkpoint step it branches from.
+    """
+
     name: str  # the run directory under the sweep directory
     cfg: RunConfig  # fully resolved: vocabulary, steps, runs_dir, sweep, name
     tags: dict[str, Any]  # the axis values that produced this run
@@ -41,10 +49,12 @@ class PlannedRun:
 
     @property
     def steps(self) -> int:
+        """Optimizer steps at the end of the run (``train.steps``; a cooldown counts its stable run's too)."""
         return self.cfg.train.steps
 
     @property
     def tokens_per_step(self) -> int:
+        """Tokens per optimizer step: batch_size x seq_len."""
         return self.cfg.train.batch_size * self.cfg.model.seq_len
 
     @property
@@ -54,27 +64,39 @@ class PlannedRun:
 
     @property
     def flops(self) -> float:
+        """C: exact training FLOPs behind the final model, tokens x ``accounting.flops_per_token``."""
         return self.tokens * self.accounting.flops_per_token
 
     @property
     def flops_6nd(self) -> float:
+        """The same run's C by Kaplan et al. 2020's 6ND with total N, for comparison with ``flops``."""
         return self.tokens * self.accounting.flops_per_token_6n
 
     @property
     def trained_tokens(self) -> int:
+        """Tokens this run trains itself (a cooldown: only those after its branch step)."""
         return self.trained_steps * self.tokens_per_step
 
     @property
     def trained_flops(self) -> float:
+        """Exact training FLOPs this run spends itself: trained_tokens x flops_per_token (what it costs)."""
         return self.trained_tokens * self.accounting.flops_per_token
 
     @property
     def run_dir(self) -> Path:
+        """``<runs_dir>/<sweep>/<name>``, where the run writes."""
         return Path(self.cfg.runs_dir) / self.cfg.sweep / self.name
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepPlan:
+    """Every run of a sweep, in plan order, with what the planner noticed.
+
+    ``sweep_dir`` is ``<runs_dir>/<sweep name>`` (absolute); ``warnings`` are lines for a person
+    (a shape far from its target size, a FLOP budget missed by more than ``BUDGET_TOLERANCE``,
+    duplicate points); ``skipped`` names the IsoFLOP points outside the tokens-per-parameter window.
+    """
+
     spec: SweepSpec
     sweep_dir: Path
     runs: list[PlannedRun]
@@ -267,6 +289,13 @@ class _Planner:
 
 
 def plan(spec: SweepSpec, runs_dir: str | Path = "runs") -> SweepPlan:
+    """Expand every combination of the sweep's axes into resolved runs (see the module docstring).
+
+    Points that resolve to the same config are planned once (with a warning). Raises SweepError
+    (a ConfigError) when the sweep sets no training length or a WSD ladder cannot branch after
+    its warmup, ConfigError for bad values or a budget beyond ``config.MAX_STEPS``, and DataError
+    when the dataset that decides the vocabulary cannot be opened.
+    """
     # Resolved, so that a cooldown's train.init_from is spelled the same however the directory is named.
     runs_dir = Path(runs_dir).resolve()
     planner = _Planner(spec, runs_dir)

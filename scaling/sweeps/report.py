@@ -16,6 +16,7 @@ _TAG_LABELS = {"budget_flops": "C", "target_params": "N*", "tokens_per_param": "
 
 
 def tags(run: PlannedRun) -> str:
+    """A run's axis tags in short form for a table cell: "C=1e15 N*=2e5", "D/N=20", "cooldown from step 900"."""
     parts = []
     for key, value in run.tags.items():
         if key in ("stable_run", "branch_step"):
@@ -42,6 +43,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def plan_table(plan: SweepPlan, throughput: Throughput, parallel: int) -> str:
+    """The ``sweep plan`` report: one row per run (shape, N, D in tokens, exact C and 6ND in FLOPs, their
+    ratio, D/N, steps, estimated time), then totals, the time estimate for ``parallel`` runs at once
+    with its basis, skipped points and warnings."""
     spec = plan.spec
     rows = []
     total_seconds = 0.0
@@ -90,6 +94,9 @@ def killed_note(s: RunState) -> str:
 
 
 def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) -> str:
+    """The ``sweep status`` report: one row per run (status, step, tokens, last train and eval loss in
+    nats/token, N, C, and tags or the error), headed by whether a launch holds the sweep (``launcher``:
+    its pid, or None) and closed by ``summary``."""
     rows = []
     for s in states:
         note = tags(s.run)
@@ -110,6 +117,7 @@ def status_table(plan: SweepPlan, states: list[RunState], launcher: int | None) 
 
 
 def summary(states: list[RunState]) -> str:
+    """One line of counts by status and the tokens trained so far against the sweep's total."""
     c = counts(states)
     done_tokens = sum(s.trained_tokens for s in states)
     target = sum(s.run.trained_tokens for s in states)

@@ -72,6 +72,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         return code
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        """submitit's hook on a time-limit or preemption signal: SIGTERM the training process, wait up to
+        ``STOP_GRACE_S`` seconds for its checkpoint (then kill it), and return this job to requeue."""
         process = self._process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -107,6 +109,14 @@ def _outcome(job: submitit.Job) -> tuple[int | None, str | None] | None:
 
 
 class SlurmExecutor:
+    """Submits runs as a SLURM array of ``TrainJob`` through submitit and follows them by SLURM's own state.
+
+    ``folder`` holds submitit's pickles and logs; ``parameters`` are submitit executor parameters
+    (the sweep file's ``slurm`` mapping); ``parallel`` caps the array's parallelism. Raises
+    SweepError when no SLURM is reachable or a parameter is invalid. The launcher drives it as it
+    does ``LocalExecutor``.
+    """
+
     name = "slurm"
     capacity = None  # submit every ready run; SLURM (array_parallelism) decides how many run at once
 
@@ -130,6 +140,10 @@ class SlurmExecutor:
         self.running: dict[str, tuple[PlannedRun, submitit.Job]] = {}
 
     def start(self, runs: list[tuple[PlannedRun, int]]) -> None:
+        """Submit (run, attempt number) pairs as one array and record each job id in the run's launch record.
+
+        Raises SweepError when SLURM refuses the submission.
+        """
         try:
             jobs = self.executor.submit_array([TrainJob(run.run_dir, attempt, self.compile_cache)
                                                for run, attempt in runs])
@@ -152,6 +166,7 @@ class SlurmExecutor:
         return True
 
     def active(self) -> int:
+        """Jobs submitted or adopted that have not been reported by ``finished`` yet."""
         return len(self.running)
 
     def _ended(self) -> dict[str, str | None]:

@@ -149,6 +149,8 @@ class Jobs:
         self._asked_at = time.monotonic()
 
     def state(self, job_id: str) -> str | None:
+        """SLURM's state of ``job_id`` (e.g. "RUNNING", "COMPLETED"; "UNKNOWN" while SLURM does not answer;
+        None when SLURM has no record of it), refreshed at most every ``every_s`` seconds."""
         self.refresh([job_id])
         return self._states.get(str(job_id))
 

@@ -45,6 +45,7 @@ CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.
 
 
 def read_launch(run_dir: Path) -> dict:
+    """The run's launch.json ({} when absent or unreadable: a run never launched)."""
     try:
         return json.loads((run_dir / LAUNCH).read_text())
     except (OSError, ValueError):
@@ -52,6 +53,7 @@ def read_launch(run_dir: Path) -> dict:
 
 
 def update_launch(run_dir: Path, **fields) -> dict:
+    """Merge ``fields`` into launch.json (written atomically, the directory created if need be); returns the record."""
     record = {**read_launch(run_dir), **fields}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / LAUNCH, record)
@@ -142,6 +144,7 @@ def record_kill(run_dir: Path, signal_name: str | None, how: str, at: str | None
 
 
 def hostname() -> str:
+    """This machine's host name, as recorded beside a local run's pid (a pid means nothing on another host)."""
     return socket.gethostname()
 
 

@@ -24,6 +24,13 @@ STATUSES = ("done", "running", "failed", "killed", "resumable", "pending", "bloc
 
 @dataclasses.dataclass(frozen=True)
 class RunState:
+    """What a run directory says about one planned run right now.
+
+    ``status`` is one of ``STATUSES``; ``step`` the newest logged optimizer step (the final one
+    when done); losses in nats/token (``eval_loss`` only once done); ``error`` and ``exit_code``
+    from run.json and launch.json.
+    """
+
     run: PlannedRun
     status: str
     step: int
@@ -41,12 +48,18 @@ class RunState:
 
 
 def is_alive(run: PlannedRun, launch: dict) -> bool:
+    """Whether the attempt ``launch`` (the run's launch.json) records still runs: its SLURM job is pending,
+    running or requeued, or its local process lives on this host and still trains this run."""
     if launch.get("executor") == "slurm":
         return bool(launch.get("job_id")) and slurm_jobs.active(slurm_jobs.JOBS.state(launch["job_id"]))
     return state.process_alive(launch.get("pid"), launch.get("host"), str(run.run_dir / run_format.CONFIG))
 
 
 def read(run: PlannedRun) -> RunState:
+    """The run's state from its run.json, launch.json and last metrics row (see the module docstring).
+
+    Raises UserError when run.json is damaged.
+    """
     info = RunDir(run.run_dir).read_run()
     launch = state.read_launch(run.run_dir)
     status = info.get(run_format.STATUS) or "pending"
@@ -66,6 +79,8 @@ def read(run: PlannedRun) -> RunState:
 
 
 def collect(runs: list[PlannedRun]) -> list[RunState]:
+    """``read`` for every run (SLURM asked once for all of them); a pending cooldown whose stable run
+    failed is ``blocked``. Same order as ``runs``."""
     launches = [state.read_launch(r.run_dir) for r in runs]
     if job_ids := [x["job_id"] for x in launches if x.get("executor") == "slurm" and x.get("job_id")]:
         slurm_jobs.JOBS.refresh(job_ids)  # one question to SLURM for the whole sweep
@@ -76,4 +91,5 @@ def collect(runs: list[PlannedRun]) -> list[RunState]:
 
 
 def counts(states: list[RunState]) -> dict[str, int]:
+    """How many runs are in each of ``STATUSES`` (every status present, zeros included)."""
     return {name: sum(s.status == name for s in states) for name in STATUSES}

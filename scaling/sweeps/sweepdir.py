@@ -58,10 +58,12 @@ def holder(sweep_dir: Path) -> int | None:
 
 
 def write_record(sweep_dir: Path, **fields) -> None:
+    """Merge ``fields`` into sweep.json and stamp ``updated`` with the current UTC time (atomic write)."""
     write_json_atomic(sweep_dir / RECORD, {**read_record(sweep_dir), **fields, "updated": now()})
 
 
 def read_record(sweep_dir: Path) -> dict:
+    """sweep.json's contents ({} when absent or unreadable)."""
     try:
         return json.loads((sweep_dir / RECORD).read_text())
     except (OSError, ValueError):
