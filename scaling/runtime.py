@@ -22,6 +22,14 @@ from scaling.planning import Plan
 
 @dataclasses.dataclass
 class Runtime:
+    """A run's compiled machinery, built by ``build`` from a ``Plan``.
+
+    ``train_step(state, tokens_ABT1) -> (state, metrics)`` and ``eval_step(params, tokens_BT1) ->
+    (summed nats, token count)`` are jitted (``scaling.step``; the train step takes ``lr_schedule``'s
+    numbers as arguments); ``lr_schedule`` maps an update index to a learning rate; ``abstract_state`` is the sharded restore target; ``tokens_sharding`` lays
+    a [A, B/A, T+1] token array over the mesh.
+    """
+
     plan: Plan
     mesh: Mesh
     tx: optax.GradientTransformation
@@ -52,6 +60,10 @@ class Runtime:
         return jax.make_array_from_callback((A, B // A, T + 1), self.tokens_sharding, rows)
 
     def val_batches(self) -> list[jax.Array]:
+        """The fixed evaluation batches as sharded int32 arrays [1, B, T+1] (at most ``data.eval_batches``).
+
+        Raises DataError when the val split holds fewer than one batch of windows.
+        """
         cfg = self.plan.cfg
         batches = self.plan.dataset.val_batches(cfg.train.batch_size, cfg.model.seq_len, cfg.data.eval_batches)
         return [jax.make_array_from_callback((1, *b.shape), self.tokens_sharding, lambda index, b=b: b[None][index])
@@ -109,6 +121,8 @@ def state_bytes_per_device(abstract_state) -> int:
 
 
 def memory_error(plan, needed: int, available: int | None) -> ConfigError:
+    """The ConfigError (returned, not raised) for a state of ``needed`` bytes per device that does not fit
+    in ``available`` bytes (None: the allocation failed); it names the remedies."""
     device = jax.devices()[0]
     have = f"{device.device_kind} has {_human(available)} available" if available is not None else \
         f"{device.device_kind} could not allocate it"
@@ -128,6 +142,12 @@ def check_memory(plan, abstract_state) -> int:
 
 
 def build(plan) -> Runtime:
+    """Mesh, optimizer, shardings and jitted steps for ``plan``; nothing is allocated on the devices.
+
+    Raises ConfigError when the mesh does not fit the visible devices, a microbatch
+    (batch_size / grad_accum sequences) does not split evenly over them, or the parameters,
+    gradients and AdamW state cannot fit in one device's memory.
+    """
     cfg = plan.cfg
     mesh = sharding.make_mesh(cfg.mesh)
     micro = cfg.train.batch_size // cfg.train.grad_accum

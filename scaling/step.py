@@ -21,12 +21,17 @@ TrainState = dict[str, Any]  # {"params", "opt_state", "step"}: a plain pytree o
 
 
 def init_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """Step-0 state: parameters drawn from PRNG ``key``, ``tx``'s fresh optimizer state, step 0 (int32)."""
     params = model.init(model_cfg, key)
     return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
 
 def nll_sum(model_cfg: ModelConfig, params, tokens_BT1: jax.Array, dropout_key=None) -> tuple[jax.Array, jax.Array]:
-    """Summed next-token negative log-likelihood (float32) and the number of predicted tokens."""
+    """Summed next-token negative log-likelihood in nats (float32) and the number of predicted tokens.
+
+    ``tokens_BT1`` is int [B, T+1]: inputs ``[:, :-1]``, targets ``[:, 1:]``; the count is B x T
+    (float32). Their ratio is the mean loss in nats/token.
+    """
     logits_BTV = model.apply(model_cfg, params, tokens_BT1[:, :-1], dropout_key)
     targets_BT = tokens_BT1[:, 1:]
     logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
@@ -49,6 +54,7 @@ class TrainStep:
         return self.jitted(state, tokens_ABT1, self.lr_args)
 
     def lower(self, state: TrainState, tokens_ABT1: jax.Array):
+        """The lowered step for these arguments (``.compile()``, ``.as_text()``), as ``jax.jit(...).lower``."""
         return self.jitted.lower(state, tokens_ABT1, self.lr_args)
 
 
@@ -103,5 +109,8 @@ def make_train_step(model_cfg: ModelConfig, tx: optax.GradientTransformation, lr
 
 
 def make_eval_step(model_cfg: ModelConfig):
-    """eval_step(params, tokens_BT1) -> (summed loss, token count); compiled once per run."""
+    """eval_step(params, tokens_BT1) -> (summed loss in nats, token count); compiled once per run.
+
+    ``tokens_BT1`` is int [B, T+1]; dropout is off.
+    """
     return jax.jit(lambda params, tokens_BT1: nll_sum(model_cfg, params, tokens_BT1))

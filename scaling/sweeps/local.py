@@ -25,6 +25,8 @@ STOP_GRACE_S = 120.0  # a SIGTERMed run finishes its step and saves a checkpoint
 
 
 def visible_gpus() -> list[str]:
+    """GPU ids as ``CUDA_VISIBLE_DEVICES`` lists them (-1 and blanks dropped), else as ``nvidia-smi`` does;
+    [] when neither says (no GPU, or nvidia-smi fails or takes over 20 s). Never initialises JAX."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
@@ -111,6 +113,7 @@ class LocalExecutor:
         return min(self.gpus, key=lambda gpu: load[gpu])
 
     def start(self, runs: list[tuple[PlannedRun, int]]) -> None:
+        """Spawn each (run, attempt number) and record its pid, host and device in the run's launch record."""
         for run, attempt in runs:
             gpu = self._device()
             env = dict(self.env)
@@ -125,12 +128,14 @@ class LocalExecutor:
             self.running[run.name] = (run, proc, gpu)
 
     def adopt(self, run: PlannedRun, launch: dict) -> bool:
+        """Watch a run an earlier local launch started, if its process is still alive; True when adopted."""
         if launch.get("executor") != self.name or not is_alive(run, launch):
             return False
         self.running[run.name] = (run, _Adopted(run, launch), launch.get("device"))
         return True
 
     def active(self) -> int:
+        """Runs started or adopted that have not been reported by ``finished`` yet."""
         return len(self.running)
 
     def finished(self) -> list[tuple[PlannedRun, int | None, str | None]]:

@@ -124,7 +124,11 @@ def _nearest_widths(rule: ShapeRule, base: ModelConfig, n_layer: int, target: fl
 
 
 def fit(rule: ShapeRule, base: ModelConfig, target: float, count: str) -> Shape:
-    """The rule's shape for ``target`` parameters; ``base`` must have its vocabulary set."""
+    """The rule's shape for ``target`` parameters; ``base`` must have its vocabulary set.
+
+    ``count`` is "total" or "non_embedding" (what the target means). Raises ConfigError when no
+    candidate satisfies the aspect-ratio range within ``max_layers`` layers.
+    """
     candidates = []
     for n_layer in range(1, rule.max_layers + 1):
         for d_model in _nearest_widths(rule, base, n_layer, target, count):
