@@ -48,6 +48,8 @@ TOKENS_TARGET, COMPUTE_TARGET = "tokens_target", "compute_target"
 FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "final_eval_loss", "final_step", "total_steps"
 # The final validation loss's standard error over its batches (same units as the loss).
 FINAL_EVAL_LOSS_SE = "final_eval_loss_se"
+# Where the last process's wall time went, in seconds: startup, first_step, eval, checkpoint, steps, total.
+TIME_S = "time_s"
 DATASET = "dataset"  # {"path", "source", "tokenizer": {"kind", ...}, "train_tokens"}
 # Inside DATASET: the tokenizer's metadata and its kind ("byte" or "bpe"), which sets the loss unit.
 TOKENIZER, TOKENIZER_KIND = "tokenizer", "kind"
@@ -59,7 +61,7 @@ RUN_KEYS = frozenset({
     "forward_flops_per_token", "flops_counting",
     "tokens_per_step", TOTAL_STEPS, TOKENS_TARGET, COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
     "failed_step", INTERRUPTED_STEP, STARTED, FINISHED, "device", VERSIONS, "mesh", "resumed_from",
-    "initialized_from", FINAL_EVAL_LOSS, FINAL_EVAL_LOSS_SE, FINAL_STEP, "tokens_per_s",
+    "initialized_from", FINAL_EVAL_LOSS, FINAL_EVAL_LOSS_SE, FINAL_STEP, TIME_S, "tokens_per_s",
     "sweep_tags", "params_count", KILLS,  # written by a sweep launcher
 })
 # What analysis needs in run.json to use a run at all.

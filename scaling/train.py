@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
 import signal
 import time
@@ -60,6 +61,43 @@ def _versions() -> dict:
 
     return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
             "optax": optax.__version__, "orbax": ocp.__version__}
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux's /proc), or None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _Clock:
+    """Where this process's time went, for run.json's ``time_s``: start-up (imports, data, building the
+    steps: everything before the loop), the first step (its compilation, or loading it from the cache),
+    evaluation, checkpoints, and the other steps. Tiny runs spend much of their time outside the steps,
+    which is what ``benchmarks/bench_sweep.py`` reports."""
+
+    def __init__(self):
+        self.loop_started = time.perf_counter()
+        self.startup = _process_age()
+        self.spent = {"first_step": 0.0, "eval": 0.0, "checkpoint": 0.0}
+
+    def first_step(self, metrics) -> None:
+        jax.block_until_ready(metrics)
+        self.spent["first_step"] = time.perf_counter() - self.loop_started
+
+    def add(self, part: str, since: float) -> None:
+        self.spent[part] += time.perf_counter() - since
+
+    def parts(self) -> dict[str, float | None]:
+        """Seconds per part; ``steps`` is the loop's time less the others, ``total`` the process's age."""
+        loop = time.perf_counter() - self.loop_started
+        age = _process_age()
+        return {"startup": self.startup, **self.spent, "steps": loop - sum(self.spent.values()), "total": age}
 
 
 class _StopSignal:
@@ -260,10 +298,13 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,
                              progress=cfg.train.progress, log_every=cfg.train.log_every)
     last_eval = last_eval_se = None
+    clock = _Clock()
     try:
         pending = None  # (step, device metrics) dispatched but not yet read
         for s in range(start, plan.total_steps):
             state, metrics = rt.train_step(state, rt.batch(s))
+            if s == start:
+                clock.first_step(metrics)
             if pending is not None:
                 metrics_log.record(*pending)
             pending = (s + 1, metrics)
@@ -277,9 +318,12 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
                 # Synchronises, and raises on a non-finite loss: nothing below saves a bad state.
                 metrics_log.record(*pending, eval_loss=last_eval if at_eval else None,
                                    paused_s=time.perf_counter() - eval_started if at_eval else 0.0)
+                clock.add("eval", eval_started)
                 pending = None
             if at_ckpt or stop.signum is not None:
+                saving = time.perf_counter()
                 ckpt.save(done, state)
+                clock.add("checkpoint", saving)
             if stop.signum is not None:
                 log.info("stopped by %s at step %d; checkpoint saved", signal.Signals(stop.signum).name, done)
                 raise Interrupted(done, stop.signum)
@@ -288,7 +332,9 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
         ckpt.close(quiet=True)  # still finishes a pending good save (e.g. the one before an interruption)
         raise
     metrics_log.close()
+    closing = time.perf_counter()
     ckpt.close()
+    clock.add("checkpoint", closing)
     return rd.update_run(status="done", finished=now(), final_eval_loss=last_eval,
                          final_eval_loss_se=last_eval_se, final_step=plan.total_steps,
-                         tokens_per_s=metrics_log.mean_tokens_per_s())
+                         tokens_per_s=metrics_log.mean_tokens_per_s(), time_s=clock.parts())
