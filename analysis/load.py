@@ -50,6 +50,7 @@ class Run:
     status: str = rf.DONE
     loss_unit: str = "loss"
     final_loss_se: float | None = None  # standard error of the final validation loss over its batches
+    final_batch_losses: np.ndarray | None = None  # the final validation loss of each evaluation batch
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flops, tokens, loss) of the validation curve, or the training curve if never evaluated."""
@@ -186,7 +187,16 @@ def read_run(run_dir: Path) -> tuple[Run | None, list[str]]:
                compute_target=target if math.isfinite(target) and target > 0 else None,
                final_loss=final, final_loss_source=source, steps=col[rf.STEP], curve_tokens=col[rf.TOKENS],
                curve_flops=col[rf.FLOPS], train_loss=col[rf.TRAIN_LOSS], eval_loss=col[rf.EVAL_LOSS],
-               loss_unit=_loss_unit(meta), final_loss_se=_final_se(meta) if source == "eval" else None), notes
+               loss_unit=_loss_unit(meta), final_loss_se=_final_se(meta) if source == "eval" else None,
+               final_batch_losses=_batch_losses(meta) if source == "eval" else None), notes
+
+
+def _batch_losses(meta: dict) -> np.ndarray | None:
+    values = meta.get(rf.FINAL_EVAL_BATCH_LOSSES)
+    if not isinstance(values, list) or len(values) < 2:
+        return None
+    losses = np.array([_number(v) for v in values])
+    return losses if np.all(np.isfinite(losses)) else None
 
 
 def _final_se(meta: dict) -> float | None:

@@ -48,6 +48,9 @@ TOKENS_TARGET, COMPUTE_TARGET = "tokens_target", "compute_target"
 FINAL_EVAL_LOSS, FINAL_STEP, TOTAL_STEPS = "final_eval_loss", "final_step", "total_steps"
 # The final validation loss's standard error over its batches (same units as the loss).
 FINAL_EVAL_LOSS_SE = "final_eval_loss_se"
+# The final validation loss of each evaluation batch, in order: every run of a config evaluates the same
+# batches, so two runs' losses can be compared batch by batch (a paired difference, far less noisy).
+FINAL_EVAL_BATCH_LOSSES = "final_eval_batch_losses"
 # Where the last process's wall time went, in seconds: startup, first_step, eval, checkpoint, steps, total.
 TIME_S = "time_s"
 DATASET = "dataset"  # {"path", "source", "tokenizer": {"kind", ...}, "train_tokens"}
@@ -61,7 +64,8 @@ RUN_KEYS = frozenset({
     "forward_flops_per_token", "flops_counting",
     "tokens_per_step", TOTAL_STEPS, TOKENS_TARGET, COMPUTE_TARGET, "compute_target_6n", DATASET, "epochs",
     "failed_step", INTERRUPTED_STEP, STARTED, FINISHED, "device", VERSIONS, "mesh", "resumed_from",
-    "initialized_from", FINAL_EVAL_LOSS, FINAL_EVAL_LOSS_SE, FINAL_STEP, TIME_S, "tokens_per_s",
+    "initialized_from", FINAL_EVAL_LOSS, FINAL_EVAL_LOSS_SE, FINAL_EVAL_BATCH_LOSSES, FINAL_STEP,
+    TIME_S, "tokens_per_s",
     "sweep_tags", "params_count", KILLS,  # written by a sweep launcher
 })
 # What analysis needs in run.json to use a run at all.

@@ -25,13 +25,14 @@ import yaml
 import scaling
 from scaling.config import ConfigError
 from scaling.errors import UserError
-from scaling.sweeps import child, launcher, planner, spec
+from scaling.sweeps import child, launcher, planner, shapes, spec
 from scaling.sweeps.fmt import sci, si
 from scaling.sweeps.local import LocalExecutor, visible_gpus
 from scaling.sweeps.status import collect
 
 HOLDOUT_FACTOR = 4.0  # the held-out budget over the grid's largest: a real extrapolation, not interpolation
 HOLDOUT_NAME = "quickstart-holdout"
+SEEDS, SEEDS_NAME = 2, "quickstart-seeds"  # extra seeds of the smallest budget's best run
 # At most as many runs at once as cores: each is pinned to its own (scaling.sweeps.local.cpu_slots).
 _MAX_PARALLEL = 4
 
@@ -83,17 +84,41 @@ def holdout_target(grid_dir: Path, budget: float) -> dict:
             "reasons": [d["message"] for d in fit.diagnostics if d["severity"] != "info"]}
 
 
-def holdout_spec(grid: spec.SweepSpec, source: Path, n_opt: float, budget: float, out: Path) -> spec.SweepSpec:
-    """The held-out sweep: the grid's file with one run at ``budget`` FLOPs of the shape nearest ``n_opt`` total
-    parameters, written to ``out`` (so that ``scaling sweep status`` and a relaunch read the same file)."""
+def _derived_spec(source: Path, out: Path, name: str, description: str, axes: list, **changes) -> spec.SweepSpec:
+    """The grid's sweep file with another name, description and axes, written to ``out`` (so that ``scaling
+    sweep status`` and a relaunch read the same file) and loaded from there."""
     data = yaml.safe_load(source.read_text())
-    data.update(name=HOLDOUT_NAME, count="total",
-                description=f"the quickstart's held-out run: {HOLDOUT_FACTOR:g}x the grid's largest budget at "
-                            "the compute-optimal size the grid's law predicts",
-                axes=[{"isoflop": {"budgets": [budget], "sizes": [float(f"{n_opt:.4g}")]}}])
+    data.update(name=name, description=description, axes=axes, **changes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return spec.load(out)
+
+
+def holdout_spec(source: Path, n_opt: float, budget: float, out: Path) -> spec.SweepSpec:
+    """The held-out sweep: one run at ``budget`` FLOPs of the shape whose total N is nearest ``n_opt``.
+
+    The fit speaks of total N, the grid's file may count non-embedding N (which its per-size learning
+    rate rule reads), so the shape is found by total N first and then named by the grid's count: the
+    held-out run gets the rate the grid's rule gives its size.
+    """
+    description = (f"the quickstart's held-out run: {HOLDOUT_FACTOR:g}x the grid's largest budget at the "
+                   "compute-optimal size the grid's law predicts")
+
+    def axes(size: float) -> list:
+        return [{"isoflop": {"budgets": [budget], "sizes": [size]}}]
+
+    by_total = _derived_spec(source, out, HOLDOUT_NAME, description, axes(float(f"{n_opt:.4g}")), count="total")
+    (run,) = planner.plan(by_total, out.parent).runs
+    count = spec.load(source).count
+    return _derived_spec(source, out, HOLDOUT_NAME, description, axes(shapes.count_params(run.cfg.model, count)))
+
+
+def seeds_spec(source: Path, run: planner.PlannedRun, out: Path) -> spec.SweepSpec:
+    """``SEEDS`` more runs of the grid's ``run`` (same shape and budget) with other seeds, for the spread."""
+    return _derived_spec(source, out, SEEDS_NAME,
+                         "the quickstart's seed-to-seed noise: one run of the grid again with other seeds",
+                         [{"isoflop": {"budgets": [run.tags["budget_flops"]], "sizes": [run.tags["target_params"]]}},
+                          {"grid": {"seed": list(range(run.cfg.seed + 1, run.cfg.seed + 1 + SEEDS))}}])
 
 
 def _launch(plan: planner.SweepPlan) -> int:
@@ -109,11 +134,18 @@ def main(args) -> int:
 
     start = time.perf_counter()
     source = sweep_path()
-    grid_spec = spec.load(source)
-    plan = planner.plan(grid_spec, args.runs_dir)
+    plan = planner.plan(spec.load(source), args.runs_dir)
     code = _launch(plan)
     print(f"\nquickstart grid finished in {time.perf_counter() - start:.0f} s; final validation loss "
           f"({plan.spec.count} N):\n{_profiles(plan)}")
+    if code != 0:
+        return code
+
+    smallest = min(r.tags["budget_flops"] for r in plan.runs)
+    best = min((s for s in collect(plan.runs) if s.run.tags["budget_flops"] == smallest and s.eval_loss is not None),
+               key=lambda s: s.eval_loss).run
+    seeds_plan = planner.plan(seeds_spec(source, best, plan.sweep_dir.parent / f"{SEEDS_NAME}.yaml"), args.runs_dir)
+    code = _launch(seeds_plan)
     if code != 0:
         return code
 
@@ -124,11 +156,11 @@ def main(args) -> int:
     print(f"\nApproach 3 on the grid: at C={sci(budget)} FLOPs ({HOLDOUT_FACTOR:g}x the largest budget) the "
           f"compute-optimal model has N={si(target['N_opt'])} parameters and D={si(target['D_opt'])} tokens"
           f"{verdict}; training it now to test the law.")
-    held_plan = planner.plan(holdout_spec(grid_spec, source, target["N_opt"], budget,
+    held_plan = planner.plan(holdout_spec(source, target["N_opt"], budget,
                                           plan.sweep_dir.parent / f"{HOLDOUT_NAME}.yaml"), args.runs_dir)
     code = _launch(held_plan)
     print(f"\nquickstart runs finished in {time.perf_counter() - start:.0f} s")
     if code != 0:
         return code
     return analysis_cli.main(["analyze", str(plan.sweep_dir), "--out", str(plan.sweep_dir / "analysis"),
-                              "--holdout-runs", str(held_plan.sweep_dir)])
+                              "--holdout-runs", str(held_plan.sweep_dir), "--seed-runs", str(seeds_plan.sweep_dir)])

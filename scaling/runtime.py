@@ -69,8 +69,9 @@ class Runtime:
         return [jax.make_array_from_callback((1, *b.shape), self.tokens_sharding, lambda index, b=b: b[None][index])
                 for b in batches]
 
-    def evaluate(self, params, val: list[jax.Array]) -> tuple[float, float | None]:
-        """Mean validation loss over every token of ``val`` (nats per token), and its standard error.
+    def evaluate(self, params, val: list[jax.Array]) -> tuple[float, float | None, list[float]]:
+        """Mean validation loss over every token of ``val`` (nats per token), its standard error, and the
+        mean loss of each batch (for paired comparisons between runs evaluated on the same batches).
 
         The error is the spread of the per-batch means over sqrt(batches): neighbouring tokens of one
         text are not independent, so a per-token error would understate it. None with one batch.
@@ -78,10 +79,9 @@ class Runtime:
         sums = [self.eval_step(params, b[0]) for b in val]
         losses = np.array([float(s) for s, _ in sums])
         counts = np.array([float(c) for _, c in sums])
-        mean = float(losses.sum() / counts.sum())
         per_batch = losses / counts
         se = float(per_batch.std(ddof=1) / math.sqrt(len(per_batch))) if len(per_batch) > 1 else None
-        return mean, se
+        return float(losses.sum() / counts.sum()), se, per_batch.tolist()
 
 
 def _available_bytes(device) -> int | None:

@@ -297,7 +297,7 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
     keep_steps = set(cfg.train.keep_steps)
     metrics_log = MetricsLog(rd, acct.flops_per_token, plan.tokens_per_step, plan.total_steps, start, device,
                              progress=cfg.train.progress, log_every=cfg.train.log_every)
-    last_eval = last_eval_se = None
+    last_eval = last_eval_se = last_eval_batches = None
     clock = _Clock()
     try:
         pending = None  # (step, device metrics) dispatched but not yet read
@@ -314,7 +314,7 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
             if at_eval or at_ckpt or stop.signum is not None:
                 eval_started = time.perf_counter()
                 if at_eval:
-                    last_eval, last_eval_se = rt.evaluate(state["params"], val)
+                    last_eval, last_eval_se, last_eval_batches = rt.evaluate(state["params"], val)
                 # Synchronises, and raises on a non-finite loss: nothing below saves a bad state.
                 metrics_log.record(*pending, eval_loss=last_eval if at_eval else None,
                                    paused_s=time.perf_counter() - eval_started if at_eval else 0.0)
@@ -336,5 +336,6 @@ def _train(plan: Plan, rt: runtime.Runtime, device: dict, stop: _StopSignal) -> 
     ckpt.close()
     clock.add("checkpoint", closing)
     return rd.update_run(status="done", finished=now(), final_eval_loss=last_eval,
-                         final_eval_loss_se=last_eval_se, final_step=plan.total_steps,
+                         final_eval_loss_se=last_eval_se, final_eval_batch_losses=last_eval_batches,
+                         final_step=plan.total_steps,
                          tokens_per_s=metrics_log.mean_tokens_per_s(), time_s=clock.parts())

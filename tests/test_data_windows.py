@@ -67,14 +67,15 @@ def test_too_short_a_split_is_a_clear_error():
         epochs(100, SEQ_LEN, SEQ_LEN)
 
 
-def test_val_batches_are_the_first_windows_in_order_every_call():
-    batches = val_batches(TOKENS, batch_size=4, seq_len=SEQ_LEN, max_batches=3)
+def test_val_batches_spread_evenly_over_the_split_and_repeat_every_call():
+    batches = val_batches(TOKENS, batch_size=4, seq_len=SEQ_LEN, max_batches=3)  # 12 of the 37 windows
     assert len(batches) == 3
-    assert [window_ids(b) for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [window_ids(b) for b in batches] == [[0, 3, 6, 9], [12, 15, 18, 21], [24, 27, 30, 33]]
     again = val_batches(TOKENS, batch_size=4, seq_len=SEQ_LEN, max_batches=3)
     for a, b in zip(batches, again):
         np.testing.assert_array_equal(a, b)
-    assert len(val_batches(TOKENS, 4, SEQ_LEN)) == 37 // 4  # only full batches
+    every = val_batches(TOKENS, 4, SEQ_LEN)  # only full batches, then every window in order
+    assert [window_ids(b) for b in every] == [list(range(4 * i, 4 * i + 4)) for i in range(37 // 4)]
     halves = val_batches(TOKENS, 4, SEQ_LEN, max_batches=3, rows=slice(2, 4))
     for half, full in zip(halves, batches):
         np.testing.assert_array_equal(half, full[2:4])

@@ -18,7 +18,7 @@ from analysis import chinchilla, run_format, synthetic
 from analysis.analyze import analyze
 from analysis.bootstrap import Bootstrap
 from scaling import quickstart
-from scaling.sweeps import planner, spec
+from scaling.sweeps import planner, shapes, spec
 
 BUDGETS = (1e17, 2e17, 4e17, 8e17, 1.6e18)  # five budgets 2x apart, as the quickstart's grid
 LAW = synthetic.CHINCHILLA
@@ -84,8 +84,14 @@ def test_the_held_out_sweep_plans_one_run_at_the_budget_and_size(tmp_path):
     budget = quickstart.HOLDOUT_FACTOR * max(b for axis in grid_spec.axes if isinstance(axis, spec.IsoFlop)
                                              for b in axis.budgets)
     n_opt = 2.0e5
-    held = planner.plan(quickstart.holdout_spec(grid_spec, source, n_opt, budget, tmp_path / "h.yaml"), tmp_path)
+    held = planner.plan(quickstart.holdout_spec(source, n_opt, budget, tmp_path / "h.yaml"), tmp_path)
     (run,) = held.runs
     assert run.accounting.n_params == pytest.approx(n_opt, rel=0.3)  # total N: the nearest shape on the grid
     assert run.flops == pytest.approx(budget, rel=0.02)
     assert held.sweep_dir.name == quickstart.HOLDOUT_NAME
+    # The grid's learning-rate rule reads the grid's count of N: the held-out run gets what it gives that size.
+    grid = planner.plan(grid_spec, tmp_path)
+    rule = grid_spec.hyper.get("optim.lr")
+    if rule is not None:
+        assert run.cfg.optim.lr == pytest.approx(rule(run.n))
+        assert run.n == shapes.count_params(run.cfg.model, grid.spec.count)

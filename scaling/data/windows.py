@@ -71,8 +71,16 @@ def train_batch(
 def val_batches(
     tokens: np.ndarray, batch_size: int, seq_len: int, max_batches: int | None = None, rows: Rows = None
 ) -> list[np.ndarray]:
-    """The first full batches of windows in order: the same every call, so eval losses compare across runs."""
-    n_batches = _require_windows(len(tokens), seq_len, "val") // batch_size
+    """Full batches of windows spread evenly over the whole split: the same every call, so eval losses
+    compare across runs. Without ``max_batches``, every window in order.
+
+    Evenly spaced rather than the first ones: the first few hundred windows of a split are a handful of
+    documents, which would make the validation loss describe those documents instead of the split (and
+    neighbouring windows of one document make its error larger than its token count suggests).
+    Raises DataError when the split holds fewer than ``batch_size`` windows.
+    """
+    available = _require_windows(len(tokens), seq_len, "val")
+    n_batches = available // batch_size
     if n_batches == 0:
         raise DataError(
             f"the val split has fewer than batch_size={batch_size} windows of {seq_len + 1} tokens; "
@@ -80,8 +88,9 @@ def val_batches(
         )
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
+    chosen = (np.arange(n_batches * batch_size, dtype=np.int64) * available) // (n_batches * batch_size)
     row_ids = _row_indices(batch_size, rows)
-    return [_gather(tokens, b * batch_size + row_ids, seq_len) for b in range(n_batches)]
+    return [_gather(tokens, chosen[b * batch_size + row_ids], seq_len) for b in range(n_batches)]
 
 
 def _require_windows(n_tokens: int, seq_len: int, split: str) -> int:
