@@ -29,7 +29,8 @@ def _id(data, *overrides: str) -> str:
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every=7", "train.keep_checkpoints=9", "train.log_every=3",
                                       "train.eval_every=11", "train.eval_log_points=2", "train.progress=false",
-                                      "runs_dir=/elsewhere"])
+                                      "runs_dir=/elsewhere", "mesh.data=2", "mesh.fsdp=2",
+                                      "distributed.num_processes=2", "distributed.cpu_collectives=mpi"])
 def test_settings_that_leave_the_numbers_alone_keep_the_id(tiny_data, override):
     assert _id(tiny_data, override) == _id(tiny_data)
 
