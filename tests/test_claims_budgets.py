@@ -77,3 +77,11 @@ def test_an_isoflop_run_further_than_two_percent_from_its_budget_is_warned_about
     assert [r.steps for r in plan.runs] == [5, 50]
     assert len(plan.warnings) == 1 and plan.runs[0].name in plan.warnings[0], plan.warnings
     assert "-7.4%" in plan.warnings[0]
+
+
+@pytest.mark.parametrize("key,limit", [("train.steps", 10**9), ("train.tokens", 1e16), ("train.flops", 1e30)])
+def test_budgets_beyond_any_real_run_are_refused_and_the_limit_itself_is_not(key, limit):
+    unset = [f"train.{k}=null" for k in ("steps", "tokens", "flops")]
+    assert getattr(config.load(None, [*unset, f"{key}={limit!r}"]).train, key.split(".")[1]) == limit
+    with pytest.raises(config.ConfigError, match=key):
+        config.load(None, [*unset, f"{key}={limit * 2!r}"])
