@@ -62,3 +62,11 @@ def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, capsys, progress):
     log = MetricsLog(RunDir(tmp_path / "run"), 1e6, 512, 10, 0, CPU, progress=progress)
     assert log.bar.disable  # pytest's captured stderr is a file, as a batch job's or a sweep's is
     log.close()
+
+
+def test_every_row_counts_tokens_and_flops_from_the_step(tmp_path):
+    # D = step x tokens per step (512 here), C = D x the exact FLOPs per token (1e6 here): what analysis reads.
+    _train(tmp_path, 10)
+    rows = list(RunDir(tmp_path / "run").iter_metrics())
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert all(r["tokens"] == 512 * r["step"] and r["flops"] == 512e6 * r["step"] for r in rows)
