@@ -1,7 +1,8 @@
 """The fitting choices the README and docs/analysis.md name, checked against their definitions.
 
 Hoffmann et al. 2022 (Approach 3): the Huber loss with delta = 1e-3 on log-loss residuals.
-Bootstrap intervals are 95% percentile intervals unless asked otherwise.
+Bootstrap intervals are 95% percentile intervals unless asked otherwise. A prediction more than 10x
+beyond the fitted data warns.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 from analysis import chinchilla
 from analysis.bootstrap import Bootstrap
 from analysis.isoflop import fit_isoflop
-from analysis.kaplan import fit_kaplan_n
+from analysis.kaplan import fit_kaplan_compute, fit_kaplan_n
 from analysis.parametric import huber
+from analysis.predict import predict_fit
 from analysis.synthetic import CHINCHILLA, chinchilla_loss, isoflop_design
 
 
@@ -44,3 +46,11 @@ def test_isoflop_minima_are_the_law_s_compute_optimal_sizes_when_the_ladder_is_o
     truth = chinchilla.compute_optimal(CHINCHILLA, np.asarray(minima["C"]))["N_opt"]
     assert len(minima["C"]) == 4
     np.testing.assert_allclose(minima["N_opt"], truth, rtol=0.01)  # a parabola is exact to ~0.3% here
+
+
+def test_a_prediction_more_than_ten_times_beyond_the_data_warns_by_default():
+    C = np.geomspace(1e15, 1e19, 9)
+    fit = fit_kaplan_compute(C, (3e26 / C) ** 0.05, bootstrap=Bootstrap(0))
+    assert predict_fit(fit, compute=9e19)["warnings"] == []  # 9x beyond: no warning
+    (warning,) = predict_fit(fit, compute=1.1e20)["warnings"]  # 11x beyond
+    assert "11x beyond the fitted range" in warning
