@@ -2,7 +2,7 @@
 
 Hoffmann et al. 2022 (Approach 3): the Huber loss with delta = 1e-3 on log-loss residuals.
 Bootstrap intervals are 95% percentile intervals unless asked otherwise. A prediction more than 10x
-beyond the fitted data warns.
+beyond the fitted data warns. Given compute outside 0.7-1.5 times 6ND is flagged.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from analysis.bootstrap import Bootstrap
 from analysis.isoflop import fit_isoflop
 from analysis.kaplan import fit_kaplan_compute, fit_kaplan_n
 from analysis.parametric import huber
+from analysis.points import compute_consistency
 from analysis.predict import predict_fit
 from analysis.synthetic import CHINCHILLA, chinchilla_loss, isoflop_design
 
@@ -54,3 +55,12 @@ def test_a_prediction_more_than_ten_times_beyond_the_data_warns_by_default():
     assert predict_fit(fit, compute=9e19)["warnings"] == []  # 9x beyond: no warning
     (warning,) = predict_fit(fit, compute=1.1e20)["warnings"]  # 11x beyond
     assert "11x beyond the fitted range" in warning
+
+
+def test_compute_outside_0_7_to_1_5_times_6nd_is_flagged():
+    # The exact count is 0.99-1.10x 6ND for real transformers (Hoffmann et al. 2022, Appendix F).
+    N = np.geomspace(1e7, 1e9, 5)
+    D = 20 * N
+    for ratio, flagged in ((0.6, True), (0.75, False), (1.4, False), (2.0, True)):
+        codes = {d["code"] for d in compute_consistency(N, D, ratio * 6 * N * D)}
+        assert ("compute_units" in codes) == flagged, ratio
