@@ -9,6 +9,8 @@ otherwise. Every expected step count below is worked out from ``hand_count`` (Ho
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hand_count import training_flops_per_token
@@ -40,8 +42,7 @@ def _tiny(tiny_data, tmp_path, *extra):
 
 @pytest.mark.parametrize("fraction", [0.3, 0.7])
 def test_a_flops_budget_is_the_same_hand_counted_steps_for_a_run_and_a_sweep_point(tiny_data, tmp_path, fraction):
-    model = _tiny(tiny_data, tmp_path).model
-    model = config.from_dict({"model": {**config.to_dict(model), "vocab_size": TokenDataset(tiny_data).vocab_size}}).model
+    model = dataclasses.replace(_tiny(tiny_data, tmp_path).model, vocab_size=TokenDataset(tiny_data).vocab_size)
     step_flops = 8 * 32 * training_flops_per_token(model)
     six_n = 8 * 32 * 6 * accounting.count(model).n_params
     # A step count that the 6N conversion would get wrong, a fraction of a step past it.
@@ -55,9 +56,8 @@ def test_a_flops_budget_is_the_same_hand_counted_steps_for_a_run_and_a_sweep_poi
 
     base = {"model": {"preset": "tiny-d64", "seq_len": 32}, "data": {"path": str(tiny_data)},
             "train": {"batch_size": 8, "steps": None, "flops": budget}}
-    sweep = planner.plan(spec.from_dict({"name": "t", "count": "total", "base": base, "axes": [{"grid": {"seed": [0]}}]}),
-                         tmp_path)
-    (run,) = sweep.runs
+    sweep_spec = spec.from_dict({"name": "t", "count": "total", "base": base, "axes": [{"grid": {"seed": [0]}}]})
+    (run,) = planner.plan(sweep_spec, tmp_path).runs
     assert run.steps == expected and run.flops == pytest.approx(expected * step_flops, rel=1e-12)
 
 
