@@ -8,6 +8,7 @@ import pytest
 
 from scaling import accounting, cli, config, model, optim, step
 
+import hand_count
 import xla_flops
 
 
@@ -45,6 +46,7 @@ def test_gpt2_xl_is_1_5b():
     [],
     ["model.mlp=swiglu", "model.norm=rmsnorm", "model.position=rope", "model.bias=false", "model.tie_embeddings=false"],
     ["model.d_head=24", "model.d_ff=100", "model.n_head=3", "model.d_model=48"],
+    ["model.bias=false", "model.position=none"],  # LayerNorm without its bias
 ])
 def test_closed_form_count_equals_the_built_parameter_tree(overrides):
     m = _cfg("model.vocab_size=300", *overrides)
@@ -97,6 +99,7 @@ def test_matmul_flops_equal_xla_dots_term_by_term(shape):
         assert dots[(term, "forward")] / tokens == pytest.approx(per_token, rel=1e-9), term
         assert dots[(term, "backward")] / tokens == pytest.approx(2 * per_token, rel=1e-9), term
     assert accounting.count(m).flops_per_token == pytest.approx(sum(dots.values()) / tokens, rel=1e-9)
+    assert hand_count.training_flops_per_token(m) == pytest.approx(sum(dots.values()) / tokens, rel=1e-9)
 
 
 @pytest.mark.parametrize("shape", XLA_SHAPES)

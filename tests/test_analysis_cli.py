@@ -179,3 +179,14 @@ def test_analysis_imports_nothing_from_the_training_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_kaplan_fits_count_non_embedding_n_and_chinchilla_fits_total_n(analyzed):
+    # Kaplan et al. fit non-embedding N, Hoffmann et al. total N; the synthetic runs have both, 10% apart.
+    doc = json.loads((analyzed / "fits.json").read_text())["fits"]
+    runs = [json.loads(p.read_text()) for p in (analyzed.parent / "synthetic").glob("r*/run.json")]
+    total, non_embedding = {r["n_params"] for r in runs}, {r["n_params_non_embedding"] for r in runs}
+    assert not total & non_embedding
+    for law, counted in (("kaplan_n", non_embedding), ("kaplan_nd", non_embedding), ("chinchilla", total)):
+        assert set(doc[law]["data"]["N"]) <= counted, law
+    assert doc["kaplan_n"]["n_kind"] == "non_embedding" and doc["chinchilla"]["n_kind"] == "total"

@@ -20,7 +20,8 @@ def _error(fit):
 
 def test_averaged_objective_stops_early_where_summed_converges():
     N, D, L = sample_points(250, noise=0.0, seed=1)
-    summed = fit_chinchilla(N, D, L, bootstrap=Bootstrap(0), reduction="sum", **SCIPY_DEFAULTS)
+    summed = fit_chinchilla(N, D, L, bootstrap=Bootstrap(0), **SCIPY_DEFAULTS)  # summing is the default
+    assert summed.convergence["reduction"] == "sum"
     averaged = fit_chinchilla(N, D, L, bootstrap=Bootstrap(0), reduction="mean", **SCIPY_DEFAULTS)
 
     assert _error(summed) < 1e-4

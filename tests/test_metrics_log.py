@@ -137,3 +137,11 @@ def test_the_file_holds_the_row_of_the_training_time_only(tmp_path, capsys):
                                   device_kind="cpu", n_devices=1, wall_s=4.0, eval_loss=3.0)
     assert rows[1][run_format.TOKENS_PER_S] == pytest.approx(1024 / 1.75)
     assert log.mean_tokens_per_s() == pytest.approx(1024 / 1.75)
+
+
+def test_every_row_counts_tokens_and_flops_from_the_step(tmp_path):
+    # D = step x tokens per step (512 here), C = D x the exact FLOPs per token (1e6 here): what analysis reads.
+    _train(tmp_path, 10)
+    rows = list(RunDir(tmp_path / "run").iter_metrics())
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert all(r["tokens"] == 512 * r["step"] and r["flops"] == 512e6 * r["step"] for r in rows)

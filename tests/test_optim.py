@@ -48,6 +48,14 @@ def test_wsd_is_flat_then_cools_down(shape, halfway):
     assert float(lr(99)) == pytest.approx(0.1)
 
 
+def test_a_wsd_cooldown_is_the_nearest_whole_number_of_updates():
+    # 0.27 x 10 = 2.7 updates: the last 3 decay (the nearest), not 2 (truncated).
+    cfg = _optim("optim.schedule=wsd", "optim.warmup_steps=2", "optim.cooldown_fraction=0.27")
+    assert optim.decay_steps(cfg, 10) == 3
+    rates = np.asarray(optim.schedule(cfg, 10)(np.arange(10)))
+    assert np.allclose(rates[1:7], 1.0) and rates[7] < 1.0 and rates[9] == pytest.approx(0.1)
+
+
 def test_warmup_fraction_and_constant():
     lr = optim.schedule(_optim("optim.schedule=constant", "optim.warmup_fraction=0.1"), 200)
     assert float(lr(9)) == pytest.approx(0.5) and float(lr(19)) == 1.0 and float(lr(199)) == 1.0

@@ -29,7 +29,8 @@ def _id(data, *overrides: str) -> str:
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every=7", "train.keep_checkpoints=9", "train.log_every=3",
                                       "train.eval_every=11", "train.eval_log_points=2", "train.progress=false",
-                                      "runs_dir=/elsewhere"])
+                                      "runs_dir=/elsewhere", "mesh.data=2", "mesh.fsdp=2",
+                                      "distributed.num_processes=2", "distributed.cpu_collectives=mpi"])
 def test_settings_that_leave_the_numbers_alone_keep_the_id(tiny_data, override):
     assert _id(tiny_data, override) == _id(tiny_data)
 
@@ -81,3 +82,17 @@ def test_a_run_relaunched_with_new_checkpointing_and_moved_data_resumes_its_dire
     assert stored["train"]["checkpoint_every"] == 50 and stored["data"]["path"] == str(moved)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 200
+
+
+def test_two_datasets_of_the_same_size_but_different_tokens_are_different_runs(tmp_path):
+    paths = []
+    for name, line in (("a", "x = 1\n"), ("b", "y = 2\n")):
+        corpus = tmp_path / f"corpus-{name}"
+        corpus.mkdir()
+        for i in range(40):
+            (corpus / f"{i:02d}.py").write_text(line * 200)
+        prepare(str(corpus), "byte", tmp_path / name)
+        paths.append(tmp_path / name)
+    splits = [json.loads((p / "metadata.json").read_text())["splits"] for p in paths]
+    assert {k: v["tokens"] for k, v in splits[0].items()} == {k: v["tokens"] for k, v in splits[1].items()}
+    assert _id(paths[0]) != _id(paths[1])  # same token counts, other tokens: the checksums tell them apart

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hand_count import training_flops_per_token
 from scaling import cli, config, optim
 from scaling.sweeps import child, estimate, planner, shapes, spec
 from scaling.sweeps.hyper import PowerLaw
@@ -34,7 +35,11 @@ def test_isoflop_runs_land_within_two_percent_of_their_budget_counted_exactly(tm
     for run in plan.runs:
         budget = run.tags["budget_flops"]
         assert abs(run.flops / budget - 1) < 0.02
-        assert run.flops == run.tokens * run.accounting.flops_per_token  # the exact count, not 6ND
+        # Checked against a count by hand (Hoffmann et al. Appendix F, written out in the test), not the planner's own:
+        # the steps trained are the nearest whole number to the budget, and C is what those steps cost.
+        step_flops = run.cfg.train.batch_size * run.cfg.model.seq_len * training_flops_per_token(run.cfg.model)
+        assert abs(run.cfg.train.steps * step_flops - budget) <= step_flops / 2
+        assert run.flops == pytest.approx(run.cfg.train.steps * step_flops, rel=1e-12)  # the exact count, not 6ND
         assert run.flops_6nd == 6 * run.accounting.n_params * run.tokens
         assert abs(run.flops_6nd / run.flops - 1) > 0.03  # tiny models: 6ND is visibly off
     for budget in budgets:  # each budget spans the size ladder: small models see more tokens
