@@ -54,6 +54,14 @@ def test_isoflop_tokens_per_param_window_drops_runs_and_says_so(tmp_path):
     assert len(plan.skipped) == 1 and "2.5e4 parameters" in plan.skipped[0] and "outside [2, 100]" in plan.skipped[0]
 
 
+def test_isoflop_sizes_per_budget_plan_exactly_those_pairs(tmp_path):
+    per_budget = [[2.5e4, 5e4], [5e4, 1e5, 2e5]]
+    plan = _plan(tmp_path, [{"isoflop": {"budgets": [3e11, 1e12], "sizes_per_budget": per_budget}}],
+                 base=TINY_LADDER, count="non_embedding", shape=SMALL_SHAPES)
+    assert [(r.tags["budget_flops"], r.tags["target_params"]) for r in plan.runs] == \
+        [(3e11, 2.5e4), (3e11, 5e4), (1e12, 5e4), (1e12, 1e5), (1e12, 2e5)]
+
+
 @pytest.mark.parametrize("count", ["total", "non_embedding"])
 def test_model_sizes_hit_their_targets_within_five_percent(tmp_path, count):
     targets = [1e7, 2e7, 5e7, 1e8, 3e8]
@@ -138,6 +146,9 @@ def test_wsd_needs_an_absolute_warmup(tmp_path):
     ({"axes": [{"grid": {"train.init_from": ["/elsewhere"]}}]}, "decided by the sweep"),
     ({"axes": [{"grid": {"optim.lrr": [1]}}]}, "did you mean 'optim.lr'"),
     ({"axes": [{"tokens": [1e6]}, {"isoflop": {"budgets": [1e12], "sizes": [1e5]}}]}, "both decide"),
+    ({"axes": [{"isoflop": {"budgets": [1e12, 2e12], "sizes_per_budget": [[1e5]]}}]}, "1 lists for 2 budgets"),
+    ({"axes": [{"isoflop": {"budgets": [1e12], "sizes": [1e5], "sizes_per_budget": [[1e5]]}}]}, "give either"),
+    ({"axes": [{"isoflop": {"budgets": [1e12]}}]}, "give either"),
     ({"hyperparameters": {"optim.lr": "3e-3 * N ** -0.3"}}, "expected a mapping"),
     ({"hyperparameters": {"optim.lr": {"eval": "__import__('os')"}}}, "unknown key 'hyperparameters.optim.lr.eval'"),
     ({"hyperparameters": {"model.d_model": {"power_law": {"coef": 1, "ref": 1, "exponent": 1}}}}, "only training"),

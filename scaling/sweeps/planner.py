@@ -152,7 +152,7 @@ def _points(axis) -> list[_Point]:
     if isinstance(axis, IsoFlop):
         return [_Point(target=size, budget=("flops", c), window=axis.tokens_per_param,
                        tags={"budget_flops": c, "target_params": size})
-                for c in axis.budgets for size in axis.sizes]
+                for c, size in axis.pairs()]
     return [_Point(wsd=axis)]
 
 

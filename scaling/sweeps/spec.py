@@ -156,10 +156,24 @@ class IsoFlop:
 
     budgets: tuple[float, ...] = checked(range=_POSITIVE, check=non_empty)
     """Training FLOPs C, counted exactly (not 6ND)."""
-    sizes: tuple[float, ...] = checked(range=_POSITIVE, check=non_empty)
-    """Target N tried at every budget."""
+    sizes: tuple[float, ...] | None = checked(None, range=_POSITIVE, check=non_empty)
+    """Target N tried at every budget (give this or ``sizes_per_budget``)."""
+    sizes_per_budget: tuple[tuple[float, ...], ...] | None = checked(None, range=_POSITIVE, check=non_empty)
+    """One list of target N per budget, in the order of ``budgets``: the sizes around each budget's
+    expected optimum, as Hoffmann et al. (2022) chose theirs, instead of one list for all."""
     tokens_per_param: tuple[float, float] | None = checked(None, range=_POSITIVE, check=low_high)
     """[low, high]: keep only the runs whose D/N falls inside; None: keep all."""
+
+    def __post_init__(self) -> None:
+        if (self.sizes is None) == (self.sizes_per_budget is None):
+            raise Invalid("give either sizes (for every budget) or sizes_per_budget (a list per budget)")
+        if self.sizes_per_budget is not None and len(self.sizes_per_budget) != len(self.budgets):
+            raise Invalid(f"sizes_per_budget has {len(self.sizes_per_budget)} lists for {len(self.budgets)} budgets")
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """Every (budget C, target N) of the axis, budget by budget."""
+        per_budget = self.sizes_per_budget or [self.sizes] * len(self.budgets)
+        return [(c, size) for c, sizes in zip(self.budgets, per_budget) for size in sizes]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
