@@ -123,7 +123,8 @@ def seeds_spec(source: Path, run: planner.PlannedRun, out: Path) -> spec.SweepSp
 
 def _launch(plan: planner.SweepPlan) -> int:
     gpus = visible_gpus()
-    parallel = len(gpus) or min(os.cpu_count() or 1, _MAX_PARALLEL)
+    # No more slots than runs: a lone run (the held-out one) is not pinned, so it has every core.
+    parallel = len(gpus) or min(os.cpu_count() or 1, _MAX_PARALLEL, len(plan.runs))
     env = child.environment(child.default_compile_cache())
     return launcher.launch(plan, LocalExecutor(parallel, env, gpus))
 

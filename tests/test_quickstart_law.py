@@ -91,7 +91,6 @@ def test_the_held_out_sweep_plans_one_run_at_the_budget_and_size(tmp_path):
     assert held.sweep_dir.name == quickstart.HOLDOUT_NAME
     # The grid's learning-rate rule reads the grid's count of N: the held-out run gets what it gives that size.
     grid = planner.plan(grid_spec, tmp_path)
-    rule = grid_spec.hyper.get("optim.lr")
-    if rule is not None:
-        assert run.cfg.optim.lr == pytest.approx(rule(run.n))
-        assert run.n == shapes.count_params(run.cfg.model, grid.spec.count)
+    rule = grid_spec.hyper["optim.lr"]
+    assert run.cfg.optim.lr == pytest.approx(rule(run.n))
+    assert run.n == shapes.count_params(run.cfg.model, grid.spec.count)

@@ -54,6 +54,15 @@ def test_isoflop_tokens_per_param_window_drops_runs_and_says_so(tmp_path):
     assert len(plan.skipped) == 1 and "2.5e4 parameters" in plan.skipped[0] and "outside [2, 100]" in plan.skipped[0]
 
 
+def test_a_fixed_head_count_keeps_every_width_at_that_many_heads(tmp_path):
+    plan = _plan(tmp_path, [{"model_sizes": [6e3, 1.4e4, 2.5e4, 4e4]}], base={**TINY_LADDER, "train": {
+        "batch_size": 16, "tokens": 1e6}}, count="non_embedding",
+                 shape={"n_head": 2, "multiple": 8, "aspect_ratio": [8, 64], "max_layers": 2})
+    widths = sorted(run.cfg.model.d_model for run in plan.runs)
+    assert widths == [16, 24, 32, 40]  # steps of 8, where heads of a fixed width (16) would allow only 16, 32
+    assert all(run.cfg.model.n_head == 2 and run.cfg.model.n_layer == 2 for run in plan.runs)
+
+
 def test_isoflop_sizes_per_budget_plan_exactly_those_pairs(tmp_path):
     per_budget = [[2.5e4, 5e4], [5e4, 1e5, 2e5]]
     plan = _plan(tmp_path, [{"isoflop": {"budgets": [3e11, 1e12], "sizes_per_budget": per_budget}}],

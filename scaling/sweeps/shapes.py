@@ -5,8 +5,8 @@ ladder may pick any reasonable shape; what matters is that the rule is written d
 same for every rung. The rule:
 
 1. Candidates are every (n_layer, d_model) with 1 <= n_layer <= ``max_layers``, d_model a multiple
-   of both ``multiple`` and ``head_dim``, and d_model / n_layer inside ``aspect_ratio``.
-   n_head = d_model / head_dim; d_ff = ``ff_ratio`` * d_model rounded to ``multiple``, or the
+   of both ``multiple`` and ``head_dim`` (or of ``n_head`` when the head count is fixed), and
+   d_model / n_layer inside ``aspect_ratio``. n_head = d_model / head_dim, or the fixed ``n_head``; d_ff = ``ff_ratio`` * d_model rounded to ``multiple``, or the
    model's own default when ``ff_ratio`` is unset.
 2. N is counted exactly (``scaling.accounting``) with everything else from the base model
    (vocabulary, sequence length, MLP kind, biases, tying), as total or non-embedding parameters,
@@ -38,7 +38,11 @@ class ShapeRule:
     """How a target parameter count becomes a shape (the module docstring gives the rule)."""
 
     head_dim: int = checked(64, range=_POSITIVE_INT)
-    """Width of every attention head; n_head = d_model / head_dim."""
+    """Width of every attention head; n_head = d_model / head_dim (unless ``n_head`` is set)."""
+    n_head: int | None = checked(None, range=_POSITIVE_INT)
+    """A fixed number of heads at every width (head width d_model / n_head, d_model a multiple of it),
+    instead of a fixed head width. Tiny ladders use it: on a CPU a step of many 8-wide heads took
+    1.3-1.7x as long as the same model with one or two heads (benchmarks/RESULTS.md)."""
     multiple: int = checked(64, range=_POSITIVE_INT)
     """d_model is a multiple of this (and of head_dim); so is d_ff when ff_ratio is set."""
     aspect_ratio: tuple[float, float] = checked((32.0, 256.0), range=_POSITIVE, check=low_high)
@@ -59,8 +63,12 @@ class ShapeRule:
 
     @property
     def width_step(self) -> int:
-        """d_model's step: a multiple of both ``multiple`` and ``head_dim``."""
-        return math.lcm(self.multiple, self.head_dim)
+        """d_model's step: a multiple of both ``multiple`` and ``head_dim`` (or ``n_head`` when fixed)."""
+        return math.lcm(self.multiple, self.n_head or self.head_dim)
+
+    def heads(self, d_model: int) -> int:
+        """The number of heads at width ``d_model``."""
+        return self.n_head or d_model // self.head_dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +111,7 @@ def _build(rule: ShapeRule, base: ModelConfig, n_layer: int, d_model: int) -> Mo
     else:
         d_ff = max(rule.multiple, round(rule.ff_ratio * d_model / rule.multiple) * rule.multiple)
     return dataclasses.replace(base, preset=None, n_layer=n_layer, d_model=d_model,
-                               n_head=d_model // rule.head_dim, d_head=None, d_ff=d_ff)
+                               n_head=rule.heads(d_model), d_head=None, d_ff=d_ff)
 
 
 def _nearest_widths(rule: ShapeRule, base: ModelConfig, n_layer: int, target: float, count: str) -> list[int]:
@@ -141,4 +149,4 @@ def fit(rule: ShapeRule, base: ModelConfig, target: float, count: str) -> Shape:
     close = [c for c in candidates if c[0] <= math.log1p(rule.tolerance)] or [min(candidates)]
     prefer = math.log(rule.preferred_aspect)
     _, n_layer, d_model, d_ff, n = min(close, key=lambda c: (abs(math.log(c[2] / c[1]) - prefer), c[0]))
-    return Shape(n_layer, d_model, d_model // rule.head_dim, d_ff, n, target)
+    return Shape(n_layer, d_model, rule.heads(d_model), d_ff, n, target)
