@@ -41,6 +41,20 @@ def _bootstrap_args(p: argparse.ArgumentParser) -> None:
                    help="exit with code 1 unless every fit's verdict is ok (default off; e.g. in CI: --strict)")
 
 
+def _command(subparsers, name: str, summary: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """One subcommand with its one-line summary, its description and examples under ``--help``."""
+    word = "example" if len(examples) == 1 else "examples"
+    return subparsers.add_parser(name, help=summary, description=description,
+                                 epilog=f"{word}:\n" + "\n".join(f"  {e}" for e in examples),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _keep_unbracketed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-unbracketed", action="store_true",
+                   help="IsoFLOP: keep budgets whose lowest loss is at their smallest or largest size, with a "
+                        "warning (default: leave them out; e.g. --keep-unbracketed)")
+
+
 def _holdout_args(p: argparse.ArgumentParser, default: str, runs: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
     if runs:
@@ -255,12 +269,11 @@ def _predict(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``analyze``, ``fit`` and ``predict`` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "analyze", help="fit every scaling law a sweep supports; write fits.json, figures and an HTML report",
-        description="Fit every law the runs support, give each a verdict (ok, warning or unidentified), and write "
-                    "fits.json, figures and report.html.",
-        epilog="examples:\n  scaling analyze runs/quickstart\n  scaling analyze runs/quickstart --holdout-largest 1 --strict",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(subparsers, "analyze",
+                 "fit every scaling law a sweep supports; write fits.json, figures and an HTML report",
+                 "Fit every law the runs support, give each a verdict (ok, warning or unidentified), and write "
+                 "fits.json, figures and report.html.",
+                 ["scaling analyze runs/quickstart", "scaling analyze runs/quickstart --holdout-largest 1 --strict"])
     p.add_argument("runs_dir", help="directory searched recursively for run directories holding run.json "
                                     "(e.g. runs/quickstart)")
     p.add_argument("--out", default=None, help="output directory (default RUNS_DIR/analysis; e.g. --out results)")
@@ -268,19 +281,15 @@ def register(subparsers) -> None:
     p.add_argument("--seed-runs", default=None, metavar="DIR",
                    help="runs repeating one run of RUNS_DIR with other seeds: the report gives their spread "
                         "(default none; e.g. --seed-runs runs/quickstart-seeds)")
-    p.add_argument("--keep-unbracketed", action="store_true",
-                   help="IsoFLOP: keep budgets whose lowest loss is at their smallest or largest size, with a "
-                        "warning (default: leave them out; e.g. --keep-unbracketed)")
+    _keep_unbracketed_arg(p)
     _bootstrap_args(p)
     p.set_defaults(func=_guarded(_analyze))
 
-    p = subparsers.add_parser(
-        "fit", help="fit a law to a CSV of (N, D, loss[, C]) points; prints the verdict first",
-        description="Fit one law to a CSV and print its verdict (ok, warning or unidentified) with the reasons, "
-                    "then the parameters.",
-        epilog="examples:\n  scaling fit examples/porian2024_refinedweb_isoflop.csv --law isoflop --weighted\n"
-               "  scaling fit examples/porian2024_refinedweb_isoflop.csv --law chinchilla --bootstrap 200 --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(subparsers, "fit", "fit a law to a CSV of (N, D, loss[, C]) points; prints the verdict first",
+                 "Fit one law to a CSV and print its verdict (ok, warning or unidentified) with the reasons, "
+                 "then the parameters.",
+                 ["scaling fit examples/porian2024_refinedweb_isoflop.csv --law isoflop --weighted",
+                  "scaling fit examples/porian2024_refinedweb_isoflop.csv --law chinchilla --bootstrap 200 --json"])
     p.add_argument("file", help="CSV file with columns N, D, loss and optionally C (e.g. points.csv)")
     p.add_argument("--law", choices=LAWS, required=True, help="law to fit (required; e.g. --law chinchilla)")
     p.add_argument("--json", action="store_true",
@@ -295,19 +304,16 @@ def register(subparsers) -> None:
                    help="keep only rows where COL equals VALUE; repeatable (default all rows; e.g. --where dataset=rw)")
     p.add_argument("--weighted", action="store_true",
                    help="isoflop: weight each budget's minimum by its inverse bootstrap variance (default off)")
-    p.add_argument("--keep-unbracketed", action="store_true",
-                   help="isoflop: keep budgets whose lowest loss is at their smallest or largest size, with a "
-                        "warning (default: leave them out)")
+    _keep_unbracketed_arg(p)
     _holdout_args(p, "default: no hold-out check; chinchilla and kaplan_nd only")
     _bootstrap_args(p)
     p.set_defaults(func=_guarded(_fit))
 
-    p = subparsers.add_parser(
-        "predict", help="compute-optimal N, D and loss at a compute budget, from fits.json or 'scaling fit --json'",
-        description="Predict from saved fits, saying how far the query lies beyond the fitted data. Unidentified "
-                    "fits are refused unless --force.",
-        epilog="example:\n  scaling predict --fit runs/quickstart/analysis/fits.json --compute 1e13",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(subparsers, "predict",
+                 "compute-optimal N, D and loss at a compute budget, from fits.json or 'scaling fit --json'",
+                 "Predict from saved fits, saying how far the query lies beyond the fitted data. Unidentified "
+                 "fits are refused unless --force.",
+                 ["scaling predict --fit runs/quickstart/analysis/fits.json --compute 1e13"])
     p.add_argument("--fit", required=True, help="fits.json from 'scaling analyze', or the saved output of "
                                                 "'scaling fit --json' (required; e.g. --fit fits.json)")
     p.add_argument("--law", default=None, help="use only this fit from the file (default: every fit that can "

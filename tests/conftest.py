@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from scaling.data import prepare, stdlib_files
+from scaling.sweeps.child import CACHE_VARIABLES
+
+# The CLI runs the tests start share JAX's persistent compilation cache, as a sweep's runs do: the same tiny
+# shapes compile once per test session instead of once per subprocess (a user's own cache is left alone).
+_COMPILE_CACHE = tempfile.mkdtemp(prefix="scaling-tests-jax-")
+atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
+os.environ.update(CACHE_VARIABLES, JAX_COMPILATION_CACHE_DIR=_COMPILE_CACHE)
 
 
 @pytest.fixture(scope="session")
