@@ -120,7 +120,8 @@ def _analyze(args) -> int:
               + (f" ({'; '.join(d['code'] for d in fit['diagnostics'])})" if fit["diagnostics"] else ""))
     print(f"wrote {out / 'fits.json'}, {out / 'report.html'} and figures in {out}")
     statuses = {f["status"] for f in doc["fits"].values()}
-    return EXIT_NOT_OK if args.strict and statuses != {"ok"} else 0
+    held_out_failed = bool(doc["extrapolation"]) and not doc["extrapolation"]["verdict"].startswith("passed")
+    return EXIT_NOT_OK if args.strict and (statuses != {"ok"} or held_out_failed) else 0
 
 
 def _fit_table(args):
@@ -179,6 +180,7 @@ def _print_holdout(check: dict) -> None:
               f"[{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]  {100 * r['relative_error']:+.2f}%")
     print(f"  mean |error| {100 * check['mean_abs_relative_error']:.2f}%, "
           f"{100 * check['fraction_inside_interval']:.0f}% inside the interval")
+    print(f"  hold-out verdict: {check['verdict']}")
 
 
 def _fit(args) -> int:

@@ -16,6 +16,7 @@ from analysis.results import FitResult
 APPROACHES = {"approach1": "Approach 1 (training-curve envelope)", "isoflop": "Approach 2 (IsoFLOP profiles)",
               "chinchilla": "Approach 3 (parametric fit)"}
 AGREE_WITHOUT_INTERVALS = 0.05
+WIDE_INTERVAL = 0.15  # half-width of an exponent's interval above which it cannot confirm or refute agreement
 
 
 def _fmt_ci(ci) -> str:
@@ -58,5 +59,11 @@ def headline(fits: dict[str, FitResult]) -> dict:
     else:
         confidence = "conflicting"
         verdict = f"the {len(used)} approaches disagree, so the exponent is uncertain beyond any one interval"
+    wide = [u for u in with_ci if (u["ci"][1] - u["ci"][0]) / 2 > WIDE_INTERVAL]
+    if wide:
+        verdict += (f"; {len(wide)} of the intervals span more than ±{WIDE_INTERVAL} (widest "
+                    f"±{max((u['ci'][1] - u['ci'][0]) / 2 for u in wide):.2f}), so agreement says little: more "
+                    "budgets or a wider compute range would narrow them")
+        confidence = "tentative" if confidence == "consistent" else confidence
     text = (f"N_opt ∝ C^{best['a']:.3f} {_fmt_ci(best['ci'])} from {best['label']}; {verdict}. {parts}.")
     return {"text": text, "approaches": used, "agree": bool(agree), "confidence": confidence, "flagged": flagged}

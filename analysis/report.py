@@ -83,7 +83,7 @@ def _extrapolation(ex: dict | None) -> str:
     return (f"<h2>Hold-out check</h2><p>{escape(ex['law'])} fitted on the {ex['fitted_points']} runs left after "
             f"holding out {escape(ex['rule'])}, then asked for the held-out runs: mean absolute relative error "
             f"{100 * ex['mean_abs_relative_error']:.2f}%, {100 * ex['fraction_inside_interval']:.0f}% of held-out "
-            f"losses inside the interval.{caveat}</p><table><tr><th>N</th><th>D</th><th>C</th><th>loss</th>"
+            f"losses inside the interval.{caveat}</p><p><b>Verdict:</b> {escape(ex.get('verdict', ''))}</p><table><tr><th>N</th><th>D</th><th>C</th><th>loss</th>"
             f"<th>predicted</th><th>error</th></tr>{rows}</table>")
 
 

@@ -14,9 +14,11 @@ import json
 import numpy as np
 import pytest
 
-from analysis import chinchilla, run_format, synthetic
+from analysis import chinchilla, extrapolate, run_format, synthetic
 from analysis.analyze import analyze
 from analysis.bootstrap import Bootstrap
+from analysis.headline import headline
+from analysis.results import FitResult
 from scaling import quickstart
 from scaling.sweeps import planner, shapes, spec
 
@@ -69,6 +71,7 @@ def test_the_held_out_run_is_predicted_and_the_three_approaches_agree(grid, tmp_
     assert check["fitted_points"] == len(BUDGETS) * 5  # every grid run, and only those
     assert check["mean_abs_relative_error"] < 0.01
     assert check["fraction_inside_interval"] == 1.0
+    assert check["verdict"].startswith("passed")
     exponents = {a["fit"]: a["a"] for a in doc["headline"]["approaches"]}
     assert set(exponents) == {"approach1", "isoflop", "chinchilla"}  # none left out as unidentified
     assert max(exponents.values()) - min(exponents.values()) < 0.1
@@ -94,3 +97,27 @@ def test_the_held_out_sweep_plans_one_run_at_the_budget_and_size(tmp_path):
     rule = grid_spec.hyper["optim.lr"]
     assert run.cfg.optim.lr == pytest.approx(rule(run.n))
     assert run.n == shapes.count_params(run.cfg.model, grid.spec.count)
+
+
+def test_a_missed_hold_out_says_so_in_words():
+    check = {"mean_abs_relative_error": 0.05, "fraction_inside_interval": 1.0,
+             "held_out": [{"relative_error": 0.05}]}
+    verdict = extrapolate.holdout_verdict(check)
+    assert verdict.startswith("FAILED") and "5.00%" in verdict and "above" in verdict
+    assert extrapolate.holdout_verdict({**check, "mean_abs_relative_error": 0.01}).startswith("passed")
+    missed_interval = {**check, "mean_abs_relative_error": 0.01, "fraction_inside_interval": 0.5}
+    assert "50% of the held-out losses" in extrapolate.holdout_verdict(missed_interval)
+
+
+def _exponent_fit(a: float, spread: float) -> FitResult:
+    samples = np.random.default_rng(0).normal(a, spread, 1000)
+    return FitResult(law="isoflop", formula="", params={"a": a}, samples={"a": samples}, level=0.95, seed=0,
+                     data={}, residuals=[], n_kind="total")
+
+
+def test_agreement_within_wide_intervals_is_called_weak():
+    narrow = headline({"isoflop": _exponent_fit(0.50, 0.02), "chinchilla": _exponent_fit(0.52, 0.02)})
+    assert narrow["confidence"] == "consistent" and "say little" not in narrow["text"]
+    wide = headline({"isoflop": _exponent_fit(0.50, 0.02), "chinchilla": _exponent_fit(0.52, 0.15)})
+    assert wide["agree"] and wide["confidence"] == "tentative"
+    assert "1 of the intervals span more than ±0.15" in wide["text"] and "agreement says little" in wide["text"]
