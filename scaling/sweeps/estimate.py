@@ -20,9 +20,10 @@ import subprocess
 from scaling import hardware
 
 DEFAULT_MFU = 0.35
-# Fitted by benchmarks/bench_sweep.py to 13 quickstart-style runs (13k-200k parameters, batches of
-# 16 x 64 tokens), one at a time with a warm cache, on a 2-core x86 VM.
-_CPU = {"flops_per_s": 9e10, "step_overhead_s": 2e-3, "startup_s": 2.0}
+# From the quickstart's 28 runs (7k-95k non-embedding parameters, two layers, two heads, batches of 16 x 64
+# tokens) on a 2-core x86 VM, two at a time, each on its own core (benchmarks/RESULTS.md): 739 s of steps for
+# 1.59e13 FLOPs and about 55k steps, 4.8 s per run to start and compile or load the step.
+_CPU = {"flops_per_s": 2.5e10, "step_overhead_s": 2e-3, "startup_s": 4.5}
 # On accelerators: host-side step dispatch and a compile of a mid-sized model.
 _ACCELERATOR = {"step_overhead_s": 5e-3, "startup_s": 30.0}
 
