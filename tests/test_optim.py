@@ -117,3 +117,22 @@ def test_gradient_accumulation_equals_one_big_batch():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), whole, split)
         assert abs(float(m1["train_loss"]) - float(m2["train_loss"])) < 1e-5
         assert abs(float(m1["grad_norm"]) - float(m2["grad_norm"])) < 1e-5
+
+
+def test_one_compiled_step_serves_every_run_length_and_peak_rate():
+    """The schedule's numbers are arguments of the step, not constants in it: runs of one shape at other lengths
+    and rates lower to the same program (so JAX's compilation cache shares it), and each still gets its own rate."""
+    cfg = config.load(None, ["model.vocab_size=61", "model.d_model=32", "model.n_head=2", "model.seq_len=8",
+                             "optim.warmup_steps=2", "optim.schedule=cosine"])
+    params = model.init(cfg.model, jax.random.key(0))
+    tx = optim.make(cfg.optim, params)
+    batch = jax.random.randint(jax.random.key(2), (1, 4, 9), 0, 61)
+    texts, rates = [], []
+    for total, lr in ((20, 0.01), (500, 0.003)):
+        schedule = optim.schedule(config.load(None, [f"optim.lr={lr}", "optim.warmup_steps=2"]).optim, total)
+        train_step = step.make_train_step(cfg.model, tx, schedule, 0)
+        state = step.init_state(cfg.model, tx, jax.random.key(0))
+        texts.append(train_step.lower(state, batch).as_text())
+        rates.append(float(train_step(state, batch)[1]["lr"]))
+    assert texts[0] == texts[1]
+    assert rates == pytest.approx([0.01 / 2, 0.003 / 2])  # the first of two warmup updates
