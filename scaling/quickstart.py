@@ -63,8 +63,8 @@ def _profiles(plan: planner.SweepPlan) -> str:
 def holdout_target(grid_dir: Path, budget: float) -> dict:
     """The compute-optimal total N and D at ``budget`` FLOPs from Approach 3 fitted to the runs in ``grid_dir``.
 
-    Returns ``{"N_opt", "D_opt", "status", "reasons"}``; the fit's verdict travels with the answer so that
-    an unidentified law is never tested as though it were one. Raises UserError when nothing can be fitted.
+    Returns ``{"N_opt", "D_opt", "status", "reasons"}``; the fit's verdict travels with the answer, and the
+    quickstart prints it before training the held-out run. Raises UserError when nothing can be fitted.
     """
     from analysis import predict
     from analysis.bootstrap import Bootstrap
