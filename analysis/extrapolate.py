@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from analysis import chinchilla, kaplan
+from analysis import chinchilla
 from analysis.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, interval
 from analysis.errors import FitError
 from analysis.kaplan import fit_kaplan_nd
-from analysis.predict import at_size
+from analysis.predict import LOSS_AT_SIZE, at_size, intervals_withheld
 from analysis.results import FitResult
 
 FITTERS = {"chinchilla": chinchilla.fit_chinchilla, "kaplan_nd": fit_kaplan_nd}
@@ -57,12 +57,10 @@ def prediction_interval(fit: FitResult, N: float, D: float) -> list[float]:
     exp of one of the fit's log-loss residuals drawn at random (a bootstrap prediction interval,
     Davison & Hinkley 1997, section 6.3.3), with a fixed seed so the interval is reproducible.
     """
-    withheld = any(not np.all(np.isfinite(ci)) for ci in fit.intervals.values())
-    if not fit.samples or not fit.residuals or withheld:
+    if not fit.samples or not fit.residuals or intervals_withheld(fit):
         return [math.nan, math.nan]
-    law = {"chinchilla": chinchilla.loss, "kaplan_nd": kaplan.nd_loss}[fit.law]
     with np.errstate(over="ignore", invalid="ignore"):
-        predicted = law({k: np.asarray(v, dtype=np.float64) for k, v in fit.samples.items()}, N, D)
+        predicted = LOSS_AT_SIZE[fit.law]({k: np.asarray(v, dtype=np.float64) for k, v in fit.samples.items()}, N, D)
     rng = np.random.default_rng(fit.seed)
     scatter = rng.choice(np.asarray(fit.residuals, dtype=np.float64), size=np.shape(predicted))
     return interval(predicted * np.exp(-scatter), fit.level)

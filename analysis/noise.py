@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.isoflop import snap_budgets
 from analysis.load import Sweep
 
 EVAL_SE_LIMIT = 0.002  # relative standard error above which the evaluation itself blurs 1% differences
 
 
 def _paired_se(sweep: Sweep) -> np.ndarray:
-    """Per run, the standard error of its final loss minus the best run's of its budget (all runs where there
-    are no budgets), batch by batch on the shared evaluation batches, over the loss: [runs with batch losses]."""
+    """Per run, the standard error of its final loss minus the best run's of its budget (``isoflop.snap_budgets``
+    over the planned C; all runs as one group where a run has none), batch by batch on the shared evaluation batches, over the loss: [runs with batch losses]."""
+    runs = [r for r in sweep.runs if r.final_batch_losses is not None]
+    targets = [r.compute_target for r in runs]
+    budgets = snap_budgets(targets) if runs and all(t is not None for t in targets) else [None] * len(runs)
     groups: dict = {}
-    for r in sweep.runs:
-        if r.final_batch_losses is not None:
-            groups.setdefault(r.compute_target and float(f"{r.compute_target:.2g}"), []).append(r)
+    for r, budget in zip(runs, budgets):
+        groups.setdefault(budget, []).append(r)
     rel = []
     for runs in groups.values():
         best = min(runs, key=lambda r: r.final_loss)

@@ -26,15 +26,20 @@ from analysis.errors import FitError
 from analysis.results import FitResult
 
 OPTIMUM_LAWS = ("approach1", "isoflop", "isoflop_optima")
+LOSS_AT_SIZE = {"chinchilla": chinchilla.loss, "kaplan_nd": kaplan.nd_loss}  # laws that give L(N, D)
 DEFAULT_MAX_EXTRAPOLATION = 10.0
 _EXPONENTS = ("alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_C")
+
+
+def intervals_withheld(fit: FitResult) -> bool:
+    """Whether the fit withheld its intervals (too few usable resamples): then no prediction gets one either."""
+    return any(not np.all(np.isfinite(ci)) for ci in fit.intervals.values())
 
 
 def _with_interval(fit: FitResult, fn) -> dict:
     """``{name: {"value", "ci"}}``; no interval where the fit's own intervals were withheld (too few resamples)."""
     point = fn({k: np.float64(v) for k, v in fit.params.items()})
-    withheld = any(not np.all(np.isfinite(ci)) for ci in fit.intervals.values())
-    boot = fn(fit.samples) if fit.samples and not withheld else {}
+    boot = fn(fit.samples) if fit.samples and not intervals_withheld(fit) else {}
     return {k: {"value": float(v), "ci": interval(boot[k], fit.level) if k in boot else [math.nan, math.nan]}
             for k, v in point.items()}
 
@@ -68,11 +73,9 @@ def at_compute(fit: FitResult, C: float) -> dict:
 def at_size(fit: FitResult, N: float, D: float) -> dict:
     """Predicted loss at (N, D) from a two-variable law."""
     _positive(N=N, D=D)
-    if fit.law == "chinchilla":
-        return _with_interval(fit, lambda p: {"loss": chinchilla.loss(p, N, D)})
-    if fit.law == "kaplan_nd":
-        return _with_interval(fit, lambda p: {"loss": kaplan.nd_loss(p, N, D)})
-    raise FitError(f"a {fit.law} fit does not predict loss at given (N, D)")
+    if fit.law not in LOSS_AT_SIZE:
+        raise FitError(f"a {fit.law} fit does not predict loss at given (N, D)")
+    return _with_interval(fit, lambda p: {"loss": LOSS_AT_SIZE[fit.law](p, N, D)})
 
 
 def unphysical(fit: FitResult) -> str | None:

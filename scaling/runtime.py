@@ -76,9 +76,10 @@ class Runtime:
         The error is the spread of the per-batch means over sqrt(batches): neighbouring tokens of one
         text are not independent, so a per-token error would understate it. None with one batch.
         """
-        sums = [self.eval_step(params, b[0]) for b in val]
-        losses = np.array([float(s) for s, _ in sums])
-        counts = np.array([float(c) for _, c in sums])
+        # Every batch is dispatched before any result is fetched: one wait for the device, not one per batch.
+        sums = jax.device_get([self.eval_step(params, b[0]) for b in val])
+        losses = np.array([s for s, _ in sums], dtype=np.float64)
+        counts = np.array([c for _, c in sums], dtype=np.float64)
         per_batch = losses / counts
         se = float(per_batch.std(ddof=1) / math.sqrt(len(per_batch))) if len(per_batch) > 1 else None
         return float(losses.sum() / counts.sum()), se, per_batch.tolist()
