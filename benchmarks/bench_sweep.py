@@ -1,6 +1,7 @@
 """Wall time of the quickstart and of sweeps on this machine, and where it goes.
 
     python benchmarks/bench_sweep.py                         # `scaling quickstart` end to end, with its parts
+    python benchmarks/bench_sweep.py --keep /tmp/qs          # the same, keeping its runs for a second look
     python benchmarks/bench_sweep.py --sweep sweeps/quickstart.yaml --parallel 1 2   # compilation cache off/cold/warm
 
 Default: ``scaling quickstart`` in a fresh runs directory with an empty compilation cache (the dataset
@@ -25,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,8 +66,10 @@ def _load_average() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def bench_quickstart() -> None:
-    """``scaling quickstart`` from a fresh directory and an empty compilation cache; prints the figures."""
+def bench_quickstart(keep: Path | None) -> None:
+    """``scaling quickstart`` from a fresh directory and an empty compilation cache; prints the figures.
+
+    ``keep``: a directory (that must not exist) to copy the runs to afterwards, for a second look."""
     from scaling.quickstart import sweep_path
     from scaling.sweeps import planner, spec
 
@@ -78,6 +82,8 @@ def bench_quickstart() -> None:
                              env=env, capture_output=True, text=True, check=True).stdout
         wall = time.perf_counter() - start
         runs = [json.loads(p.read_text()) for p in Path(tmp, "runs").glob("*/*/run.json")]
+        if keep is not None:
+            shutil.copytree(Path(tmp) / "runs", keep)
     trained = [float(line.split()[-2]) for line in out.splitlines() if line.startswith("quickstart runs finished in")]
     parts = {k: sum((r.get("time_s") or {}).get(k) or 0.0 for r in runs) for k in PARTS}
     tokens = sum(r["total_steps"] * r["tokens_per_step"] for r in runs)
@@ -102,9 +108,13 @@ def main() -> None:
     parser.add_argument("--sweep", type=Path, default=None,
                         help="time this sweep with the compilation cache off, cold and warm instead of the quickstart")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="quickstart: copy its runs directory here afterwards (it must not exist yet)")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep} exists; name a new directory")
     if args.sweep is None:
-        bench_quickstart()
+        bench_quickstart(args.keep)
         return
 
     from scaling.sweeps import planner, spec

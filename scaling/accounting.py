@@ -11,8 +11,8 @@ forward, one matmul for the input gradient and one for the weight gradient). It 
 over the ``dot`` instructions of the compiled train step to the FLOP, which the tests check per
 term at several shapes. Three decisions:
 
-- Causal attention is charged the full T x T score matrix, as Appendix F does and as XLA's dense
-  ``jax.nn.dot_product_attention`` computes it (every score, half of them masked afterwards), so
+- Causal attention is charged the full T x T score matrix, as Appendix F does and as the dense XLA path
+  (``model.causal_attention``) computes it (every score, half of them masked afterwards), so
   the count is what the CPU and float32 GPU paths really do. A causal flash kernel (cuDNN, chosen
   on GPU in bfloat16) is built to skip fully masked tiles and does about half of the "logits" and "values"
   terms; there the count is the conventional one, above the work done by up to half those terms.

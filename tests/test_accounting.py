@@ -59,11 +59,12 @@ def test_closed_form_count_equals_the_built_parameter_tree(overrides):
     assert acct.n_params_non_embedding == built - embedding
 
 
-# Three shapes the train step is compiled at: the quickstart's smallest (2 layers, width 64, heads of 32,
-# byte vocabulary), SwiGLU + RoPE + RMSNorm without biases, and an untied output layer with a head
+# Three shapes the train step is compiled at: a quickstart-like one (2 layers, width 64, 2 heads of 32,
+# byte vocabulary, rotary positions), SwiGLU + RoPE + RMSNorm without biases, and an untied output layer with a head
 # width and MLP width that are not the defaults.
 XLA_SHAPES = {
-    "quickstart": ("model.vocab_size=257", "model.n_layer=2", "model.d_model=64", "model.n_head=2", "model.seq_len=64"),
+    "quickstart": ("model.vocab_size=257", "model.n_layer=2", "model.d_model=64", "model.n_head=2", "model.seq_len=64",
+                   "model.position=rope"),
     "swiglu-rope": ("model.vocab_size=512", "model.n_layer=3", "model.d_model=96", "model.n_head=3",
                     "model.seq_len=128", "model.mlp=swiglu", "model.position=rope", "model.norm=rmsnorm",
                     "model.bias=false"),

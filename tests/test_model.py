@@ -30,6 +30,41 @@ def test_causality(variant):
     assert not np.allclose(before[:, t + 1], after[:, t + 1])
 
 
+def test_rotary_turns_each_channel_pair_by_position_times_its_frequency():
+    # Independent reference: channel i and i + H/2 as one complex number, multiplied by exp(i t theta^(-2i/H))
+    # (Su et al. 2021, eq. 34), in float64 numpy.
+    B, T, N, H, theta = 2, 9, 3, 8, 100.0
+    x = np.asarray(jax.random.normal(jax.random.key(0), (B, T, N, H)), np.float64)
+    z = x[..., : H // 2] + 1j * x[..., H // 2:]
+    angle = np.arange(T)[:, None] * theta ** (-np.arange(0, H, 2) / H)[None, :]
+    turned = z * np.exp(1j * angle)[None, :, None, :]
+    expected = np.concatenate([turned.real, turned.imag], axis=-1)
+    np.testing.assert_allclose(np.asarray(model.rotary(jnp.asarray(x, jnp.float32), theta)), expected, atol=1e-5)
+    # Relative positions only: the score between a query at t and a key at s depends on t - s.
+    q, k = (model.rotary(jnp.broadcast_to(jnp.asarray(v, jnp.float32), (1, T, 1, H)), theta) for v in x[0, 0, :2])
+    scores = np.einsum("tnh,snh->ts", np.asarray(q[0]), np.asarray(k[0]))
+    np.testing.assert_allclose(np.diagonal(scores, 2)[1:], np.diagonal(scores, 2)[:-1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_causal_attention_equals_jax_dot_product_attention_and_its_gradient(dtype):
+    # The model's own attention (model.causal_attention) replaces jax.nn.dot_product_attention's XLA path
+    # for speed on CPU; the library is the independent reference for values and gradients.
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 16, 4, 8)).astype(dtype) for i in range(3))
+    ours = model.causal_attention(q, k, v, 0.3)
+    ref = jax.nn.dot_product_attention(q, k, v, scale=0.3, is_causal=True)
+    assert ours.dtype == ref.dtype == dtype
+    tol = 1e-6 if dtype == jnp.float32 else 1e-2
+    np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(ref, np.float32), atol=tol)
+
+    def grads(f):
+        return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v).astype(jnp.float32))), argnums=(0, 1, 2))(q, k, v)
+
+    for g_ours, g_ref in zip(grads(lambda *a: model.causal_attention(*a, 0.3)),
+                             grads(lambda *a: jax.nn.dot_product_attention(*a, scale=0.3, is_causal=True))):
+        np.testing.assert_allclose(np.asarray(g_ours, np.float32), np.asarray(g_ref, np.float32), atol=5 * tol)
+
+
 def test_logits_shape_and_float32_params_under_bf16_compute():
     cfg = _cfg("model.compute_dtype=bfloat16")
     params = model.init(cfg, jax.random.key(0))

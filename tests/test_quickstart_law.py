@@ -81,14 +81,16 @@ def test_the_held_out_run_is_predicted_and_the_three_approaches_agree(grid, tmp_
     assert html.index("three ways") < html.index("Hold-out check") < html.index("Fitted values")
 
 
-def test_the_held_out_sweep_plans_one_run_at_the_budget_and_size(tmp_path):
+def test_the_held_out_sweep_plans_seeds_of_one_run_at_the_budget_and_size(tmp_path):
     source = quickstart.sweep_path()
     grid_spec = spec.load(source)
     budget = quickstart.HOLDOUT_FACTOR * max(b for axis in grid_spec.axes if isinstance(axis, spec.IsoFlop)
                                              for b in axis.budgets)
     n_opt = 2.0e5
     held = planner.plan(quickstart.holdout_spec(source, n_opt, budget, tmp_path / "h.yaml"), tmp_path)
-    (run,) = held.runs
+    assert [r.cfg.seed for r in held.runs] == list(range(quickstart.HOLDOUT_SEEDS))
+    assert all(r.cfg.model == held.runs[0].cfg.model and r.flops == held.runs[0].flops for r in held.runs)
+    run = held.runs[0]
     assert run.accounting.n_params == pytest.approx(n_opt, rel=0.3)  # total N: the nearest shape on the grid
     assert run.flops == pytest.approx(budget, rel=0.02)
     assert held.sweep_dir.name == quickstart.HOLDOUT_NAME
