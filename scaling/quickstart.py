@@ -99,7 +99,7 @@ def _derived_spec(source: Path, out: Path, name: str, description: str, axes: li
 
 
 def holdout_spec(source: Path, n_opt: float, budget: float, out: Path) -> spec.SweepSpec:
-    """The held-out sweep: ``HOLDOUT_SEEDS`` runs at ``budget`` FLOPs of the shape whose total N is nearest ``n_opt``.
+    """The held-out sweep: ``HOLDOUT_SEEDS`` seeds of one run at ``budget`` FLOPs, total N nearest ``n_opt``.
 
     The fit speaks of total N, the grid's file may count non-embedding N (which its per-size learning
     rate rule reads), so the shape is found by total N first and then named by the grid's count: the
