@@ -17,8 +17,9 @@ EVAL_SE_LIMIT = 0.002  # relative standard error above which the evaluation itse
 
 
 def _paired_se(sweep: Sweep) -> np.ndarray:
-    """Per run, the standard error of its final loss minus the best run's of its budget (``isoflop.snap_budgets``
-    over the planned C; all runs as one group where a run has none), batch by batch on the shared evaluation batches, over the loss: [runs with batch losses]."""
+    """Per run, the standard error of its final loss minus the best run's of its budget, batch by batch on the
+    shared evaluation batches, over the loss: [runs with batch losses]. Budgets are ``isoflop.snap_budgets``
+    over the planned C; where a run has none, all runs form one group."""
     runs = [r for r in sweep.runs if r.final_batch_losses is not None]
     targets = [r.compute_target for r in runs]
     budgets = snap_budgets(targets) if runs and all(t is not None for t in targets) else [None] * len(runs)
@@ -26,9 +27,9 @@ def _paired_se(sweep: Sweep) -> np.ndarray:
     for r, budget in zip(runs, budgets):
         groups.setdefault(budget, []).append(r)
     rel = []
-    for runs in groups.values():
-        best = min(runs, key=lambda r: r.final_loss)
-        for r in runs:
+    for group in groups.values():
+        best = min(group, key=lambda r: r.final_loss)
+        for r in group:
             if r is best or len(r.final_batch_losses) != len(best.final_batch_losses):
                 continue
             diff = r.final_batch_losses - best.final_batch_losses

@@ -108,7 +108,8 @@ def holdout_spec(source: Path, n_opt: float, budget: float, out: Path) -> spec.S
     description = (f"the quickstart's held-out run: {HOLDOUT_FACTOR:g}x the grid's largest budget at the "
                    "compute-optimal size the grid's law predicts")
 
-    seed = spec.load(source).base.get("seed", RunConfig.seed)  # the grid's seed, then more
+    grid = spec.load(source)
+    seed = grid.base.get("seed", RunConfig.seed)  # the grid's seed, then more
 
     def axes(size: float) -> list:
         return [{"isoflop": {"budgets": [budget], "sizes": [size]}},
@@ -116,8 +117,7 @@ def holdout_spec(source: Path, n_opt: float, budget: float, out: Path) -> spec.S
 
     by_total = _derived_spec(source, out, HOLDOUT_NAME, description, axes(float(f"{n_opt:.4g}")), count="total")
     run = planner.plan(by_total, out.parent).runs[0]
-    count = spec.load(source).count
-    return _derived_spec(source, out, HOLDOUT_NAME, description, axes(shapes.count_params(run.cfg.model, count)))
+    return _derived_spec(source, out, HOLDOUT_NAME, description, axes(shapes.count_params(run.cfg.model, grid.count)))
 
 
 def seeds_spec(source: Path, run: planner.PlannedRun, out: Path) -> spec.SweepSpec:
