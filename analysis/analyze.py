@@ -70,9 +70,9 @@ def run_fits(sweep: Sweep, *, bootstrap: Bootstrap, drop_top: int = 0, holdout: 
     attempts = {
         "kaplan_n": per_n,
         "kaplan_d": lambda: fit_kaplan_d(*_token_envelope(sweep), **common),
-        "kaplan_compute": lambda: fit_frontier(make_curves(flop_curves, N), **common),
+        "kaplan_compute": lambda: fit_frontier(make_curves(flop_curves, N, groups=budgets), **common),
         "kaplan_nd": lambda: fit_kaplan_nd(Nne, D, loss, drop_top=drop_top, **common),
-        "approach1": lambda: fit_approach1(make_curves(flop_curves, N), **common),
+        "approach1": lambda: fit_approach1(make_curves(flop_curves, N, groups=budgets), **common),
         "isoflop": lambda: fit_isoflop(N, D, loss, C, budgets=budgets, drop_top=drop_top,
                                        keep_unbracketed=keep_unbracketed, check_compute=False, **common),
         "chinchilla": lambda: fit_chinchilla(N, D, loss, drop_top=drop_top, flops_per_token=C / D, **common),

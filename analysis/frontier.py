@@ -7,6 +7,11 @@ loss, and fits that run's N and its tokens so far as power laws in C.
 Curves are interpolated in log-log space onto a shared grid of compute values,
 giving a (runs x grid) loss matrix; a bootstrap resample over runs is then just
 a mask on its rows, so a thousand resampled envelopes are one masked minimum.
+When the runs come from a designed grid (an IsoFLOP sweep's budgets), the
+resample is drawn within each budget, as the IsoFLOP fit's is: the design
+fixed how many runs each budget has, and an unstratified draw invents designs
+in which a budget lost most of its sizes, whose envelopes the experiment could
+not produce (Davison & Hinkley 1997, section 3.7, on stratified bootstraps).
 """
 
 from __future__ import annotations
@@ -29,13 +34,25 @@ GRID_POINTS = 200
 class Curves:
     """Training curves resampled on a common compute grid (NaN where a run has no data).
 
-    ``grid`` [G] in FLOPs; ``loss`` and ``tokens`` [runs, G]; ``n`` [runs] parameters.
+    ``grid`` [G] in FLOPs; ``loss`` and ``tokens`` [runs, G]; ``n`` [runs] parameters; ``groups``
+    [runs] each run's stratum for the bootstrap (its compute budget), or None to resample runs freely.
     """
 
     grid: np.ndarray
     loss: np.ndarray
     tokens: np.ndarray
     n: np.ndarray
+    groups: np.ndarray | None = None
+
+    def resample(self, bootstrap: Bootstrap) -> np.ndarray:
+        """[resamples, runs] draw counts: within each group when the runs have groups."""
+        return bootstrap.counts(len(self.n), groups=self.groups)
+
+    def resampling(self) -> str:
+        """How the bootstrap draws runs, in words for a fit's notes."""
+        if self.groups is None:
+            return "bootstrap resamples runs"
+        return f"bootstrap resamples runs within each of {len(np.unique(self.groups))} compute budgets"
 
 
 def _interp_loglog(x_new, x, y):
@@ -45,13 +62,15 @@ def _interp_loglog(x_new, x, y):
     return out
 
 
-def make_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n, points: int = GRID_POINTS) -> Curves:
+def make_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n, points: int = GRID_POINTS,
+                groups=None) -> Curves:
     """Put (flops, tokens, loss) curves of runs with parameter counts ``n`` on one compute grid.
 
     The grid runs from the smallest final compute of any run to the largest:
     below that point the small end of the envelope is decided by whichever run
     logged first, not by which is best. ``points`` log-spaced grid values; runs with fewer than two
-    logged points are left out. Raises FitError when fewer than two runs remain.
+    logged points are left out. ``groups`` (one label per run, e.g. its compute budget) makes the
+    bootstrap resample within groups. Raises FitError when fewer than two runs remain.
     """
     usable = [(i, c) for i, c in enumerate(curves) if len(c[0]) >= 2]
     if len(usable) < 2:
@@ -65,7 +84,9 @@ def make_curves(curves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n, poin
         f, t, l = f[order], t[order], l[order]
         loss[row] = _interp_loglog(grid, f, l)
         tokens[row] = _interp_loglog(grid, f, t)
-    return Curves(grid=grid, loss=loss, tokens=tokens, n=np.asarray(n, dtype=np.float64)[[i for i, _ in usable]])
+    kept = [i for i, _ in usable]
+    return Curves(grid=grid, loss=loss, tokens=tokens, n=np.asarray(n, dtype=np.float64)[kept],
+                  groups=None if groups is None else np.asarray(groups)[kept])
 
 
 def envelope(curves: Curves, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,19 +105,20 @@ def envelope(curves: Curves, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def fit_frontier(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> FitResult:
     """Kaplan's L(C_min) = (C_c/C_min)^alpha_C (Kaplan et al. 2020 eq. 1.3): a power law through the envelope.
 
-    C in FLOPs; the bootstrap resamples runs and rebuilds the envelope each time.
+    C in FLOPs; the bootstrap resamples runs (within their groups, if ``curves`` has them) and
+    rebuilds the envelope each time.
     """
     ones = np.ones((1, len(curves.n)))
     best, _ = envelope(curves, ones)
     ok = np.isfinite(best[0])
     result = fit_kaplan_compute(curves.grid[ok], best[0, ok], bootstrap=Bootstrap(0, bootstrap.seed, bootstrap.level))
     if bootstrap.resamples:
-        env, _ = envelope(curves, bootstrap.counts(len(curves.n)))
+        env, _ = envelope(curves, curves.resample(bootstrap))
         slope, intercept = fit_lines(np.log(curves.grid), np.log(env), np.ones_like(env))
         with np.errstate(invalid="ignore", divide="ignore"):
             result.samples = {"alpha_C": -slope, "C_c": np.exp(intercept / -slope)}
     result.notes.append(f"envelope of {len(curves.n)} training curves on {len(curves.grid)} compute values; "
-                        "bootstrap resamples runs")
+                        + curves.resampling())
     result.check_bootstrap(fitted=("alpha_C",))
     return result
 
@@ -143,7 +165,7 @@ def fit_approach1(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -
         return {"a": a, "N_coef": np.exp(ia), "b": b, "D_coef": np.exp(ib)}
 
     params = {k: float(v[0]) for k, v in named(logn, logd).items()}
-    samples = named(*_approach1_points(curves, bootstrap.counts(len(curves.n)))[:2]) if bootstrap.resamples else {}
+    samples = named(*_approach1_points(curves, curves.resample(bootstrap))[:2]) if bootstrap.resamples else {}
     ok = interior[0]
     resid = params["a"] * logc[ok] + np.log(params["N_coef"]) - logn[0][ok]
     result = FitResult(law="approach1",
@@ -153,7 +175,7 @@ def fit_approach1(curves: Curves, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -
                              "D_opt": np.exp(logd[0][ok]).tolist()},
                        residuals=resid.tolist(), n_kind="total",
                        notes=[(f"{int(ok.sum())} of {len(logc)} compute values have an interior winner "
-                               f"({len(winners)} distinct model sizes); bootstrap resamples runs")])
+                               f"({len(winners)} distinct model sizes); " + curves.resampling())])
     if len(winners) < 3:
         result.flag([diagnostic("few_winners", f"only {len(winners)} model sizes win the envelope away from the "
                                 "smallest and largest model: the exponent is a step between them, not a trend; "

@@ -140,6 +140,22 @@ def test_approach1_envelope_recovers_allocation_exponents():
     assert fit.intervals["a"][0] <= fit.params["a"] <= fit.intervals["a"][1]
 
 
+def test_curve_fits_resample_within_budgets_when_the_runs_have_them():
+    sizes = np.geomspace(1e7, 3e9, 12)
+    curves = _long_curves(sizes)
+    curves.insert(5, (np.array([1e15]), np.array([1e7]), np.array([3.0])))  # one logged point: left out
+    budgets = np.repeat([1.0, 2.0, 3.0], 4)
+    grouped = make_curves(curves, np.insert(sizes, 5, 1e8), groups=np.insert(budgets, 5, 9.0))
+    assert grouped.groups.tolist() == budgets.tolist()  # the labels follow the runs that were kept
+    counts = grouped.resample(Bootstrap(200, seed=3))
+    for b in (1.0, 2.0, 3.0):  # every resample keeps four draws in each budget
+        assert np.all(counts[:, budgets == b].sum(axis=1) == 4)
+    free = make_curves(curves, np.insert(sizes, 5, 1e8)).resample(Bootstrap(200, seed=3))
+    assert np.any(free[:, budgets == 1.0].sum(axis=1) != 4)  # a free draw does not
+    fit = fit_approach1(grouped, bootstrap=Bootstrap(50))
+    assert "within each of 3 compute budgets" in " ".join(fit.notes)
+
+
 def test_frontier_is_the_lower_envelope_of_the_curves():
     sizes = np.geomspace(1e6, 1e9, 12)
     curves = []

@@ -77,6 +77,8 @@ def test_the_held_out_run_is_predicted_and_the_three_approaches_agree(grid, tmp_
     assert max(exponents.values()) - min(exponents.values()) < 0.1
     for a in exponents.values():
         assert a == pytest.approx(A_TRUE, abs=0.05)
+    # the curve fits resample runs within the grid's budgets, as the IsoFLOP fit does
+    assert f"within each of {len(BUDGETS)} compute budgets" in " ".join(doc["fits"]["approach1"]["notes"])
     html = (tmp_path / "out" / "report.html").read_text()
     assert html.index("three ways") < html.index("Hold-out check") < html.index("Fitted values")
 
